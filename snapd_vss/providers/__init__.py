@@ -1,0 +1,1 @@
+"""Snapshot providers: one class per technology behind :class:`Provider`."""
