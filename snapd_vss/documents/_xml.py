@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import TypeVar
+from typing import Any, TypeVar, cast
 
 from lxml import etree
 
@@ -68,7 +68,9 @@ class Builder:
         self.ns = schema.namespace
 
     def root(self, attrs: dict[str, str]) -> etree._Element:
-        return etree.Element(f"{{{self.ns}}}{self.schema.root_name}", attrs, nsmap={None: self.ns})
+        return etree.Element(
+            f"{{{self.ns}}}{self.schema.root_name}", attrs, nsmap=cast(Any, {None: self.ns})
+        )
 
     def add(
         self,

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import re
 import threading
-from enum import Enum
+from collections.abc import Iterable
+from enum import StrEnum
 from functools import cache
 from importlib import resources
+from typing import Any, cast
 
 from lxml import etree
 
@@ -24,7 +26,7 @@ MAX_DOCUMENT_BYTES = 4 * 1024 * 1024
 MAX_DEPTH = 16  # the schemas need 4; anything deeper is hostile or broken
 
 
-class Schema(str, Enum):
+class Schema(StrEnum):
     """The documents we know; the value is the schema file's stem."""
 
     WRITER_METADATA = "writer-metadata"
@@ -66,7 +68,8 @@ def _hardened_parser() -> etree.XMLParser:
 @cache
 def load_schema(schema: Schema) -> etree.XMLSchema:
     """The compiled XSD of ``schema``, read once from the package data."""
-    data = resources.files("snapd_vss.documents").joinpath("schemas").joinpath(schema.file_name).read_bytes()
+    schemas = resources.files("snapd_vss.documents").joinpath("schemas")
+    data = schemas.joinpath(schema.file_name).read_bytes()
     return etree.XMLSchema(etree.fromstring(data, _hardened_parser()))
 
 
@@ -82,7 +85,8 @@ def _as_bytes(xml: str | bytes, what: str) -> bytes:
         try:
             data = xml.encode("utf-8")
         except UnicodeEncodeError as error:
-            raise _fail(what, f"it contains a character that is not valid Unicode ({error.reason})") from None
+            problem = f"it contains a character that is not valid Unicode ({error.reason})"
+            raise _fail(what, problem) from None
     elif isinstance(xml, bytes):
         data = xml
     else:
@@ -105,7 +109,8 @@ def _decode(data: bytes, what: str) -> str:
         text = data.decode("utf-8")
     except UnicodeDecodeError as error:
         line = data.count(b"\n", 0, error.start) + 1
-        raise _fail(what, f"the document is not UTF-8 text (byte {error.start}); send UTF-8", line) from None
+        problem = f"the document is not UTF-8 text (byte {error.start}); send UTF-8"
+        raise _fail(what, problem, line) from None
     if not text.strip():
         raise _fail(what, "the document is empty")
     return text
@@ -158,13 +163,13 @@ def _parse(data: bytes, what: str) -> etree._Element:
 
 
 def _check_structure(root: etree._Element, what: str) -> None:
-    tree = root.getroottree()
-    if tree.docinfo.doctype or tree.docinfo.internalDTD is not None:
+    docinfo: Any = root.getroottree().docinfo
+    if docinfo.doctype or docinfo.internalDTD is not None:
         raise _fail(what, "a DOCTYPE is not allowed; remove it")
     pis = root.xpath("//processing-instruction()")
     if isinstance(pis, list) and pis:
         first = pis[0]
-        line = first.sourceline if isinstance(first, etree._Element) else None
+        line = line_of(first) if isinstance(first, etree._Element) else None
         raise _fail(what, "processing instructions (<?...?>) are not allowed; remove them", line)
     too_deep = "/*" * (MAX_DEPTH + 1)
     if root.xpath(f"boolean({too_deep})"):
@@ -176,13 +181,16 @@ def _check_root(root: etree._Element, schema: Schema, what: str) -> None:
     if root.tag == expected:
         return
     qname = etree.QName(root)
-    got = f"<{qname.localname}> in namespace {qname.namespace!r}" if qname.namespace else (
-        f"<{qname.localname}> without a namespace"
+    got = (
+        f"<{qname.localname}> in namespace {qname.namespace!r}"
+        if qname.namespace
+        else (f"<{qname.localname}> without a namespace")
     )
     raise _fail(
         what,
-        f'expected <{schema.root_name} xmlns="{schema.namespace}"> as the document element, got {got}',
-        root.sourceline,
+        f'expected <{schema.root_name} xmlns="{schema.namespace}"> as the document element, '
+        f"got {got}",
+        line_of(root),
     )
 
 
@@ -191,7 +199,7 @@ def _schema_errors(schema: Schema, root: etree._Element, what: str) -> InvalidDo
     with _VALIDATION_LOCK:
         if compiled.validate(root):
             return None
-        errors = list(compiled.error_log)
+        errors = list(cast(Iterable[etree._LogEntry], compiled.error_log))
     if not errors:  # pragma: no cover - libxml2 always logs why
         return _fail(what, f"it does not match {schema.file_name}")
     first = errors[0]
@@ -227,4 +235,10 @@ def parse_and_validate(xml: str | bytes, schema: Schema | str, what: str) -> etr
 
 def invalid(what: str, problem: str, element: etree._Element | None = None) -> InvalidDocument:
     """An :class:`InvalidDocument` for a rule the XSD cannot express, at ``element``'s line."""
-    return _fail(what, problem, element.sourceline if element is not None else None)
+    return _fail(what, problem, line_of(element) if element is not None else None)
+
+
+def line_of(element: etree._Element) -> int | None:
+    """The element's line in the parsed text, if known."""
+    line: object = element.sourceline
+    return line if isinstance(line, int) and line > 0 else None
