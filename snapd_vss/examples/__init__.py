@@ -1,0 +1,1 @@
+"""Example writers and the tools the demo uses with them."""
