@@ -110,7 +110,7 @@ def loop_filesystem(
         _run(["mount", "-t", fs_type, *options, device, mount_point])
         yield LoopFs(image, device, mount_point, fs_type, base)
     finally:
-        unmount_all(mount_point)
+        unmount_all(base)  # also whatever a test mounted beside the filesystem
         if device:
             detach_loop(device)
         shutil.rmtree(base, ignore_errors=True)
