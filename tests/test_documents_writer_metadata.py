@@ -325,7 +325,10 @@ def test_omitted_and_empty_logical_path_are_the_same_component() -> None:
 
 def test_more_than_1000_components_are_rejected() -> None:
     components = "".join(f'<Component type="FILEGROUP" name="c{i}"/>' for i in range(1001))
-    xml = f'<WriterMetadata xmlns="{NS}" version="1" writerId="w1" name="W">{components}</WriterMetadata>'
+    xml = (
+        f'<WriterMetadata xmlns="{NS}" version="1" writerId="w1" name="Example DB">'
+        f"{components}</WriterMetadata>"
+    )
     rejected(xml, "Component")
 
 
