@@ -306,3 +306,13 @@ async def test_cancelled_start_leaves_nothing_frozen(ext4_volume: LoopFs, runtim
     while markers(runtime_dir):  # the guard may still be finishing its freeze, then thaws
         await asyncio.sleep(0.05)
     assert not is_frozen(ext4_volume.mount_point)
+
+
+async def test_context_manager_thaws_when_the_body_fails(
+    ext4_volume: LoopFs, runtime_dir: str
+) -> None:
+    with pytest.raises(RuntimeError, match="commit failed"):
+        async with FrozenFilesystems([ext4_volume.mount_point], 60, runtime_dir):
+            raise RuntimeError("commit failed")
+    assert not is_frozen(ext4_volume.mount_point)
+    assert markers(runtime_dir) == []

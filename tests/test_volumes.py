@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from snapd_vss.errors import InvalidArgs, NotFound
-from snapd_vss.testing.loopdev import LoopFs, unmount_all
+from snapd_vss.testing.loopdev import LoopFs, loop_filesystem, unmount_all
 from snapd_vss.volumes import (
     is_mount_point,
     list_mounts,
@@ -94,3 +94,20 @@ def test_overmounted_point_resolves_to_the_top_mount(nested: tuple[LoopFs, str])
     _outer, inner = nested
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "on-top", inner], check=True)
     assert resolve_volume(inner).source == "on-top"
+
+
+@pytest.mark.root
+def test_loop_filesystem_cleans_up_after_a_failure(tmp_path: object) -> None:
+    with (
+        pytest.raises(RuntimeError, match="boom"),
+        loop_filesystem("ext4", 64, str(tmp_path)) as fs,
+    ):
+        nested = os.path.join(fs.mount_point, "inner")
+        os.mkdir(nested)
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "x", nested], check=True)
+        open(os.path.join(fs.mount_point, "busy"), "w").close()
+        raise RuntimeError("boom")
+    assert not os.path.exists(fs.workdir)
+    assert not any(v.mount_point.startswith(fs.workdir) for v in list_mounts())
+    listed = subprocess.run(["losetup", "-j", fs.image], capture_output=True, text=True)
+    assert listed.stdout == ""

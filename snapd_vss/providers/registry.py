@@ -101,7 +101,9 @@ def _load(spec: str) -> type[Provider] | None:
     return cls
 
 
-def default_providers(context: ProviderContext, enabled: list[str] | None = None) -> list[Provider]:
+def default_providers(
+    context: ProviderContext, enabled: Sequence[str] | None = None
+) -> list[Provider]:
     """Build the known providers, in order of preference; ``enabled`` limits (and orders) them.
 
     ``None`` = all that are installed. An unknown or missing name in ``enabled`` is an
