@@ -1,0 +1,449 @@
+"""The copy-on-write engine: a volume image, its snapshots and their diff area.
+
+Pure Python, no FUSE: the server process wraps it, the tests drive it directly.
+
+The classic volsnap scheme
+--------------------------
+Snapshots of a volume are ordered oldest → newest. Each owns a map *chunk → slot* of the
+chunks preserved while it was the newest snapshot. The first write to a chunk since the
+newest snapshot was taken copies the chunk's current bytes into a free slot of the diff
+area and records it in the newest snapshot's map; later writes to that chunk copy
+nothing. Reading chunk *c* of snapshot *i* looks at the maps of *i, i+1, …, newest* and
+takes the first hit, else the live image: a chunk not preserved by *i* was not written
+between *i* and *i+1*, so whatever *i+1* (or a newer one) preserved is also *i*'s
+content. Deleting snapshot *i* hands each of its chunks to *i-1* when *i-1* has no copy
+of its own (it was looking forward through *i*), and frees the rest.
+
+Durability ordering (what makes a crash harmless)
+-------------------------------------------------
+1. copy old chunk bytes into free slots of ``diff.dat``; ``fdatasync``
+2. append a PRESERVE record to the journal; ``fdatasync``
+3. only then write the new bytes into the image.
+
+So a durable PRESERVE record always points at durable data, and an image chunk is never
+overwritten before its preserve is durable: after a crash at any point, replaying the
+journal gives every snapshot exactly its content. Snapshot creation ``fdatasync``s the
+image first (the point-in-time content must survive a power cut) and then appends a
+synced CREATE record; deletions are synced before their slots can be reused. All the
+copies of one write request share one pair of ``fdatasync`` calls.
+
+When the diff area is full, the volume's :class:`~.config.FullPolicy` decides: drop the
+oldest snapshot (a durable tombstone keeps the reason, and ``on_event`` reports it) until
+the preserve fits, or fail the write with :class:`~snapd_vss.errors.InsufficientStorage`
+before anything was changed.
+"""
+
+from __future__ import annotations
+
+import heapq
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+from snapd_vss.errors import InsufficientStorage, InvalidArgs, NotFound, ProviderFailure
+from snapd_vss.providers.diff_area import journal
+from snapd_vss.providers.diff_area.config import FullPolicy, check_chunk_size
+from snapd_vss.providers.diff_area.journal import RecordType
+from snapd_vss.providers.diff_area.storage import DATA_FILE, JOURNAL_FILE, BlockFile, DiffStore
+
+COMPACT_MIN_BYTES = 8 * 1024 * 1024
+PAIRS_PER_RECORD = 4096
+
+
+@dataclass
+class _Snap:
+    seq: int
+    id: str
+    created_us: int
+    chunks: dict[int, int] = field(default_factory=dict)  # chunk -> slot
+
+
+@dataclass(frozen=True)
+class SnapshotInfo:
+    id: str
+    created_us: int
+    valid: bool
+    reason: str = ""  # why it is invalid
+    preserved_chunks: int = 0
+
+
+@dataclass(frozen=True)
+class SnapshotDropped:
+    """A snapshot was deleted by the engine itself (diff area full, damage found)."""
+
+    snapshot_id: str
+    reason: str
+
+
+EventCallback = Callable[[SnapshotDropped], None]
+
+
+class CowEngine:
+    def __init__(
+        self,
+        image: BlockFile,
+        store: DiffStore,
+        *,
+        chunk_size: int,
+        max_bytes: int,
+        policy: FullPolicy = FullPolicy.DROP_OLDEST_SNAPSHOT,
+        on_event: EventCallback | None = None,
+    ) -> None:
+        self.chunk_size = check_chunk_size(chunk_size)
+        self.policy = policy
+        self.on_event = on_event
+        self._image = image
+        self._store = store
+        self._size = image.size()
+        self._max_slots = max_bytes // chunk_size
+        self._lock = threading.RLock()
+        self._snaps: list[_Snap] = []
+        self._tombstones: dict[str, str] = {}
+        self._next_seq = 1
+        self._free: list[int] = []
+        self._high = 0  # slots [0, high) have been handed out at some time
+        self._used = 0
+        self._broken = ""
+        self._data = store.open(DATA_FILE)
+        self._journal = store.open(JOURNAL_FILE)
+        self._jend = 0
+        self._recover()
+
+    # ----------------------------------------------------------------- public API
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    @property
+    def max_bytes(self) -> int:
+        return self._max_slots * self.chunk_size
+
+    @property
+    def used_bytes(self) -> int:
+        return self._used * self.chunk_size
+
+    def snapshots(self) -> list[SnapshotInfo]:
+        """Live snapshots oldest first, then the invalid ones (tombstones)."""
+        with self._lock:
+            live = [SnapshotInfo(s.id, s.created_us, True, "", len(s.chunks)) for s in self._snaps]
+            dead = [SnapshotInfo(i, 0, False, r) for i, r in self._tombstones.items()]
+            return live + dead
+
+    def read(self, offset: int, length: int) -> bytes:
+        with self._lock:
+            length = max(0, min(length, self._size - offset))
+            return self._image.pread(length, offset) if length else b""
+
+    def write(self, offset: int, data: bytes | memoryview) -> None:
+        with self._lock:
+            if offset < 0 or offset + len(data) > self._size:
+                raise InvalidArgs(
+                    f"write of {len(data)} bytes at {offset} is outside the volume "
+                    f"({self._size} bytes)"
+                )
+            if not data:
+                return
+            if self._broken:
+                raise ProviderFailure(self._broken)
+            if self._snaps:
+                first, last = self._chunk_range(offset, len(data))
+                newest = self._snaps[-1]
+                need = [c for c in range(first, last + 1) if c not in newest.chunks]
+                if need:
+                    self._preserve(need)
+            self._image.pwrite(data, offset)
+
+    def flush(self) -> None:
+        with self._lock:
+            self._image.sync()
+
+    def create_snapshot(self, snapshot_id: str, created_us: int) -> SnapshotInfo:
+        with self._lock:
+            if self._broken:
+                raise ProviderFailure(self._broken)
+            if self._find(snapshot_id) is not None:
+                raise InvalidArgs(f"snapshot {snapshot_id} already exists on this volume")
+            self._image.sync()
+            seq = self._next_seq
+            self._append(
+                journal.encode_json(
+                    RecordType.CREATE, {"seq": seq, "id": snapshot_id, "created_us": created_us}
+                )
+            )
+            self._next_seq += 1
+            self._tombstones.pop(snapshot_id, None)
+            self._snaps.append(_Snap(seq, snapshot_id, created_us))
+            return SnapshotInfo(snapshot_id, created_us, True)
+
+    def delete_snapshot(self, snapshot_id: str) -> None:
+        """Delete a snapshot, or forget an invalid one; NotFound if neither."""
+        with self._lock:
+            snap = self._find(snapshot_id)
+            if snap is not None:
+                self._delete(snap, "")
+                return
+            if snapshot_id in self._tombstones:
+                self._append(journal.encode_json(RecordType.FORGET, {"id": snapshot_id}))
+                del self._tombstones[snapshot_id]
+                return
+            raise NotFound(f"no snapshot {snapshot_id} on this volume")
+
+    def read_snapshot(self, snapshot_id: str, offset: int, length: int) -> bytes:
+        with self._lock:
+            index = self._index_of(snapshot_id)
+            length = max(0, min(length, self._size - offset))
+            if length == 0:
+                return b""
+            out = bytearray()
+            for source, start, count in self._sources(index, offset, length):
+                if source < 0:
+                    out += self._image.pread(count, start)
+                else:
+                    base = source * self.chunk_size + start % self.chunk_size
+                    out += self._data.pread(count, base)
+            return bytes(out)
+
+    def resize(self, max_bytes: int) -> None:
+        """Change the diff area's maximum; shrinking below what is used drops (or refuses)."""
+        with self._lock:
+            slots = max_bytes // self.chunk_size
+            if slots < self._used and self.policy is FullPolicy.FAIL_WRITES:
+                raise InsufficientStorage(
+                    f"the diff area uses {self.used_bytes} bytes, more than {max_bytes}; "
+                    "delete snapshots first or choose a larger size"
+                )
+            self._max_slots = slots
+            while self._used > self._max_slots and self._snaps:
+                self._drop_oldest(f"the diff area was shrunk to {max_bytes} bytes")
+
+    def close(self) -> None:
+        with self._lock:
+            self._image.sync()
+            self._data.close()
+            self._journal.close()
+
+    # ----------------------------------------------------------------- internals
+
+    def _chunk_range(self, offset: int, length: int) -> tuple[int, int]:
+        return offset // self.chunk_size, (offset + length - 1) // self.chunk_size
+
+    def _find(self, snapshot_id: str) -> _Snap | None:
+        return next((s for s in self._snaps if s.id == snapshot_id), None)
+
+    def _index_of(self, snapshot_id: str) -> int:
+        for i, snap in enumerate(self._snaps):
+            if snap.id == snapshot_id:
+                return i
+        if snapshot_id in self._tombstones:
+            raise ProviderFailure(
+                f"snapshot {snapshot_id} is invalid: {self._tombstones[snapshot_id]}"
+            )
+        raise NotFound(f"no snapshot {snapshot_id} on this volume")
+
+    def _slot_for(self, index: int, chunk: int) -> int:
+        for snap in self._snaps[index:]:
+            slot = snap.chunks.get(chunk)
+            if slot is not None:
+                return slot
+        return -1
+
+    def _sources(self, index: int, offset: int, length: int) -> Iterator[tuple[int, int, int]]:
+        """(slot or -1 for the image, volume offset, byte count), merged where contiguous."""
+        cs = self.chunk_size
+        run: list[int] | None = None  # [slot, start, count]
+        pos, end = offset, offset + length
+        while pos < end:
+            chunk = pos // cs
+            piece = min(end, (chunk + 1) * cs) - pos
+            slot = self._slot_for(index, chunk)
+            if run is not None and _continues(run, slot, cs):
+                run[2] += piece
+            else:
+                if run is not None:
+                    yield run[0], run[1], run[2]
+                run = [slot, pos, piece]
+            pos += piece
+        if run is not None:
+            yield run[0], run[1], run[2]
+
+    def _preserve(self, need: list[int]) -> None:
+        if not self._make_room(len(need)):
+            return
+        newest = self._snaps[-1]
+        slots = [self._alloc() for _ in need]
+        try:
+            for chunk, slot, count in _runs(need, slots):
+                old = self._image.pread(count * self.chunk_size, chunk * self.chunk_size)
+                self._data.pwrite(old, slot * self.chunk_size)
+            self._data.sync()
+            self._append(journal.encode_preserve(newest.seq, zip(need, slots, strict=True)))
+        except OSError as exc:
+            # The journal's tail is now unknown: refuse further writes until a restart
+            # replays the journal, so no slot is reused while a record may point at it.
+            self._broken = f"the diff area failed ({exc}); check its filesystem and restart"
+            raise ProviderFailure(self._broken) from exc
+        newest.chunks.update(zip(need, slots, strict=True))
+        self._maybe_compact()
+
+    def _make_room(self, count: int) -> bool:
+        """Ensure ``count`` free slots; False when no snapshot is left to preserve for."""
+        while self._used + count > self._max_slots:
+            if self.policy is FullPolicy.FAIL_WRITES:
+                raise InsufficientStorage(
+                    f"the diff area is full ({self.used_bytes} of {self.max_bytes} bytes); "
+                    "enlarge it or delete snapshots (policy FAIL_WRITES keeps them)"
+                )
+            if not self._snaps:
+                break
+            self._drop_oldest(
+                f"the diff area reached its maximum of {self.max_bytes} bytes "
+                "and the oldest snapshot was deleted to protect the live volume"
+            )
+        return bool(self._snaps)
+
+    def _drop_oldest(self, reason: str) -> None:
+        snap = self._snaps[0]
+        self._delete(snap, reason)
+        if self.on_event is not None:
+            self.on_event(SnapshotDropped(snap.id, reason))
+
+    def _delete(self, snap: _Snap, reason: str) -> None:
+        self._append(journal.encode_json(RecordType.DELETE, {"seq": snap.seq, "reason": reason}))
+        self._apply_delete(snap.seq, reason, live=True)
+
+    def _apply_delete(self, seq: int, reason: str, *, live: bool) -> None:
+        index = next((i for i, s in enumerate(self._snaps) if s.seq == seq), None)
+        if index is None:
+            return
+        snap = self._snaps.pop(index)
+        older = self._snaps[index - 1] if index > 0 else None
+        for chunk, slot in snap.chunks.items():
+            if older is not None and chunk not in older.chunks:
+                older.chunks[chunk] = slot
+            elif live:
+                self._release(slot)
+        if reason:
+            self._tombstones[snap.id] = reason
+
+    def _alloc(self) -> int:
+        self._used += 1
+        if self._free:
+            return heapq.heappop(self._free)
+        self._high += 1
+        return self._high - 1
+
+    def _release(self, slot: int) -> None:
+        self._used -= 1
+        heapq.heappush(self._free, slot)
+
+    def _append(self, record: bytes) -> None:
+        self._journal.pwrite(record, self._jend)
+        self._journal.sync()
+        self._jend += len(record)
+
+    def _maybe_compact(self) -> None:
+        if self._jend > COMPACT_MIN_BYTES and self._jend > 4 * self._state_bytes():
+            self._compact()
+
+    def _state_bytes(self) -> int:
+        return 64 * (len(self._snaps) + len(self._tombstones)) + 16 * self._used + 64
+
+    # ----------------------------------------------------------------- recovery
+
+    def _recover(self) -> None:
+        raw = self._journal.pread(self._journal.size(), 0)
+        result = journal.scan(raw)
+        for record in result.records:
+            self._apply(record)
+        data_slots = self._data.size() // self.chunk_size
+        for snap in list(self._snaps):
+            if result.damage:
+                self._apply_delete(snap.seq, result.damage + "; the snapshot cannot be trusted",
+                                   live=False)
+            elif any(slot >= data_slots for slot in snap.chunks.values()):
+                self._apply_delete(snap.seq, "preserved data is missing from the diff area",
+                                   live=False)
+        self._rebuild_free()
+        self._compact()
+
+    def _apply(self, record: journal.Record) -> None:
+        if record.type is RecordType.PRESERVE:
+            seq, pairs = record.preserve()
+            snap = next((s for s in self._snaps if s.seq == seq), None)
+            if snap is not None:
+                snap.chunks.update(pairs)
+            return
+        value = record.json()
+        if record.type is RecordType.HEADER:
+            if int(value["chunk_size"]) != self.chunk_size:
+                raise InvalidArgs(
+                    f"the diff area was made with {value['chunk_size']}-byte chunks, "
+                    f"not {self.chunk_size}; attach with the same chunk size"
+                )
+            self._next_seq = max(self._next_seq, int(value["next_seq"]))
+        elif record.type is RecordType.CREATE:
+            seq = int(value["seq"])
+            self._snaps.append(_Snap(seq, str(value["id"]), int(value["created_us"])))
+            self._tombstones.pop(str(value["id"]), None)
+            self._next_seq = max(self._next_seq, seq + 1)
+        elif record.type is RecordType.DELETE:
+            self._apply_delete(int(value["seq"]), str(value["reason"]), live=False)
+        elif record.type is RecordType.FORGET:
+            self._tombstones.pop(str(value["id"]), None)
+        elif record.type is RecordType.TOMBSTONE:
+            self._tombstones[str(value["id"])] = str(value["reason"])
+
+    def _rebuild_free(self) -> None:
+        used = {slot for snap in self._snaps for slot in snap.chunks.values()}
+        self._used = len(used)
+        self._high = max(used) + 1 if used else 0
+        self._free = [slot for slot in range(self._high) if slot not in used]
+        heapq.heapify(self._free)
+
+    def _compact(self) -> None:
+        """Rewrite the journal as the current state only, atomically."""
+        out = bytearray(
+            journal.encode_json(
+                RecordType.HEADER,
+                {"format": journal.FORMAT, "chunk_size": self.chunk_size,
+                 "next_seq": self._next_seq},
+            )
+        )
+        for snap in self._snaps:
+            out += journal.encode_json(
+                RecordType.CREATE, {"seq": snap.seq, "id": snap.id, "created_us": snap.created_us}
+            )
+            pairs = list(snap.chunks.items())
+            for start in range(0, len(pairs), PAIRS_PER_RECORD):
+                out += journal.encode_preserve(snap.seq, pairs[start : start + PAIRS_PER_RECORD])
+        for snap_id, reason in self._tombstones.items():
+            out += journal.encode_json(RecordType.TOMBSTONE, {"id": snap_id, "reason": reason})
+        new_name = JOURNAL_FILE + ".new"
+        tmp = self._store.open(new_name)
+        try:
+            tmp.truncate(0)
+            tmp.pwrite(bytes(out), 0)
+            tmp.sync()
+        finally:
+            tmp.close()
+        self._store.replace(new_name, JOURNAL_FILE)
+        self._journal.close()
+        self._journal = self._store.open(JOURNAL_FILE)
+        self._jend = len(out)
+
+
+def _continues(run: list[int], slot: int, cs: int) -> bool:
+    if run[0] < 0 or slot < 0:
+        return run[0] == slot
+    # slot runs continue only chunk-aligned and into the next slot
+    return (run[1] + run[2]) % cs == 0 and slot == run[0] + (run[1] % cs + run[2]) // cs
+
+
+def _runs(chunks: list[int], slots: list[int]) -> Iterator[tuple[int, int, int]]:
+    """(first chunk, first slot, count) for runs contiguous in both the volume and the slots."""
+    start = 0
+    for i in range(1, len(chunks) + 1):
+        if i == len(chunks) or chunks[i] != chunks[i - 1] + 1 or slots[i] != slots[i - 1] + 1:
+            yield chunks[start], slots[start], i - start
+            start = i

@@ -1,0 +1,123 @@
+"""The diff area's index: an append-only, checksummed write-ahead journal.
+
+Why a journal and not an index file rewritten in place: a preserve is one small
+append plus one ``fdatasync`` — the cheapest durable step there is — and replay after a
+crash is a plain forward scan. The journal is compacted (rewritten to a new file holding
+only the live state, then atomically renamed over the old one) when it grows.
+
+Record layout (little endian)::
+
+    magic "DAJ1" | type u8 | payload length u32 | crc32(type + payload) u32 | payload
+
+Types: HEADER (JSON: format, chunk size), CREATE (JSON: seq, id, creation time),
+PRESERVE (u64 snapshot seq, then n x (u64 chunk, u64 slot)), DELETE (JSON: seq, reason —
+a non-empty reason leaves a tombstone saying why the snapshot is gone), FORGET (JSON: id,
+drops a tombstone), TOMBSTONE (JSON: id, reason; written by compaction).
+
+A damaged record at the very end (torn by a crash: it runs past the end of the file, or
+everything after it is zero) is cut off: it was never acknowledged. A damaged record
+with valid-looking data after it is corruption; the caller invalidates every snapshot.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import zlib
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Any
+
+MAGIC = b"DAJ1"
+HEADER = struct.Struct("<4sBII")
+U64 = struct.Struct("<Q")
+PAIR = struct.Struct("<QQ")
+FORMAT = 1
+
+
+class RecordType(IntEnum):
+    HEADER = 1
+    CREATE = 2
+    PRESERVE = 3
+    DELETE = 4
+    FORGET = 5
+    TOMBSTONE = 6
+
+
+@dataclass(frozen=True)
+class Record:
+    type: RecordType
+    payload: bytes
+
+    def json(self) -> dict[str, Any]:
+        value = json.loads(self.payload.decode())
+        assert isinstance(value, dict)
+        return value
+
+    def preserve(self) -> tuple[int, list[tuple[int, int]]]:
+        (seq,) = U64.unpack_from(self.payload, 0)
+        pairs = [PAIR.unpack_from(self.payload, off) for off in range(8, len(self.payload), 16)]
+        return seq, pairs
+
+
+def encode(rtype: RecordType, payload: bytes) -> bytes:
+    crc = zlib.crc32(payload, zlib.crc32(bytes([rtype])))
+    return HEADER.pack(MAGIC, rtype, len(payload), crc) + payload
+
+
+def encode_json(rtype: RecordType, value: dict[str, Any]) -> bytes:
+    return encode(rtype, json.dumps(value, sort_keys=True).encode())
+
+
+def encode_preserve(seq: int, pairs: Iterable[tuple[int, int]]) -> bytes:
+    body = bytearray(U64.pack(seq))
+    for chunk, slot in pairs:
+        body += PAIR.pack(chunk, slot)
+    return encode(RecordType.PRESERVE, bytes(body))
+
+
+@dataclass(frozen=True)
+class Scan:
+    records: list[Record]
+    valid_end: int  # offset just after the last good record
+    damage: str  # "" if clean or only a torn tail; else what is wrong
+
+
+def scan(data: bytes) -> Scan:
+    records: list[Record] = []
+    for offset, record in _iter(data):
+        if record is None:
+            rest = data[offset:]
+            torn = offset + HEADER.size > len(data) or not any(rest) or _runs_past_end(rest)
+            damage = "" if torn else f"index journal damaged at byte {offset}"
+            return Scan(records, offset, damage)
+        records.append(record)
+    return Scan(records, len(data), "")
+
+
+def _runs_past_end(rest: bytes) -> bool:
+    magic, _rtype, length, _crc = HEADER.unpack_from(rest, 0)
+    return bool(magic == MAGIC and HEADER.size + length > len(rest))
+
+
+def _iter(data: bytes) -> Iterator[tuple[int, Record | None]]:
+    offset = 0
+    while offset < len(data):
+        if offset + HEADER.size > len(data):
+            yield offset, None
+            return
+        magic, rtype, length, crc = HEADER.unpack_from(data, offset)
+        start = offset + HEADER.size
+        payload = data[start : start + length]
+        valid = (
+            magic == MAGIC
+            and len(payload) == length
+            and rtype in RecordType._value2member_map_
+            and zlib.crc32(payload, zlib.crc32(bytes([rtype]))) == crc
+        )
+        if not valid:
+            yield offset, None
+            return
+        yield offset, Record(RecordType(rtype), payload)
+        offset = start + length
