@@ -94,17 +94,22 @@ class FreezeGuard:
         if not unique:
             self._thawed.set()
             return self
-        self._proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "snapd_vss.freeze.guard",
-            "--deadline", repr(float(deadline_s)),
-            "--marker-dir", marker_dir(runtime_dir),
-            "--", *unique,
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            start_new_session=True,
-            cwd="/",
-            env=_guard_env(),
-        )  # fmt: skip
+        try:
+            self._proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "snapd_vss.freeze.guard",
+                "--deadline", repr(float(deadline_s)),
+                "--marker-dir", marker_dir(runtime_dir),
+                "--", *unique,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                start_new_session=True,
+                cwd="/",
+                env=_guard_env(),
+            )  # fmt: skip
+        except OSError as e:
+            raise ProviderFailure(
+                f"Cannot start the freeze guard ({sys.executable}): {e}; nothing was frozen."
+            ) from e
         self.pid = self._proc.pid
         try:
             first = await self._read_line()
