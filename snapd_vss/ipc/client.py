@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from collections.abc import Awaitable, Iterable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
@@ -199,7 +200,11 @@ class VssClient:
     @classmethod
     async def connect(cls, address: str | None = None) -> Self:
         """Connect to ``address``, else ``DBUS_SYSTEM_BUS_ADDRESS``, else the system bus."""
-        where = address or "the system bus"
+        where = (
+            address
+            or os.environ.get("DBUS_SYSTEM_BUS_ADDRESS")
+            or "the system bus (/run/dbus/system_bus_socket)"
+        )
         try:
             bus = await MessageBus(bus_address=address, bus_type=BusType.SYSTEM).connect()
         except Exception as exc:  # dbus-fast raises OSError, AuthError, ValueError...
