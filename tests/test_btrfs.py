@@ -199,6 +199,18 @@ async def test_delete_unexposes_and_is_idempotent(
     await provider.delete(rec)  # already gone: success
 
 
+async def test_delete_after_a_reboot_emptied_the_runtime_dir(
+    provider: BtrfsProvider, btrfs_volume: LoopFs
+) -> None:
+    volume = resolve_volume(btrfs_volume.mount_point)
+    rec = await snapshot(provider, volume)
+    rec.exposed_path = os.path.join(provider.context.runtime_dir, "snapshots", rec.id)
+    rec.provider_data["exposed_dir_created"] = "1"  # as the store kept it; nothing is mounted
+    await provider.delete(rec)
+    assert rec.exposed_path == ""
+    assert not await provider.exists(rec)
+
+
 async def test_delete_of_a_snapshot_that_was_never_committed(
     provider: BtrfsProvider, btrfs_volume: LoopFs
 ) -> None:

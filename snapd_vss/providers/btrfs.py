@@ -80,7 +80,7 @@ def unmount(target: str) -> None:
         if _libc.umount2(target.encode(), 0) == 0:
             return
         code = ctypes.get_errno()
-        if code == errno.EINVAL:  # not a mount point (any more)
+        if code in (errno.EINVAL, errno.ENOENT):  # not a mount point (any more), or gone
             return
         if code != errno.EBUSY:
             raise OSError(code, f"umount {target}: {os.strerror(code)}")
