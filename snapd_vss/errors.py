@@ -160,3 +160,11 @@ BY_CODE: dict[str, type[VssError]] = {cls.code: cls for cls in ALL_ERRORS}
 def from_code(code: str, message: str) -> VssError:
     """Rebuild a domain error from its stable code (unknown codes become ``Failed``)."""
     return BY_CODE.get(code, Failed)(message)
+
+
+class WriterLost(WriterNonRetryable):
+    """The writer's process left the bus; its data cannot be vouched for."""
+
+
+class WriterVetoUnknown(WriterNonRetryable):
+    """The writer failed with an error that is not one of the writer error names."""

@@ -3,4 +3,5 @@
 pytest_plugins = [
     "snapd_vss.testing.bus_fixtures",
     "snapd_vss.testing.fs_fixtures",
+    "snapd_vss.testing.daemon_fixtures",
 ]

@@ -1,0 +1,1 @@
+"""The coordinator: writer registry, backup sessions, the snapshot-set sequence (no D-Bus here)."""

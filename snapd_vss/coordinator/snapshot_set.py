@@ -1,0 +1,220 @@
+"""DoSnapshotSet: the freeze sequence, with its two bounded windows.
+
+    OnPrepareForFreeze -> OnFreeze -> [FIFREEZE where needed -> provider commit -> FITHAW] -> OnThaw
+                          |<------------------- freeze window -------------------------->|
+                                      |<----------- commit window ----------->|
+
+Any writer failure up to and including OnThaw, or either window running out, aborts the
+set: filesystems are thawed first (a guard process thaws them even if this daemon dies),
+half-made snapshots are deleted, and every involved writer gets OnAbort. OnPostSnapshot
+failures only mark the writer failed: the snapshot itself is sound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from snapd_vss.coordinator.writers import CallResult, RegisteredWriter
+from snapd_vss.errors import ProviderFailure, Timeout, VssError, WriterError, WriterTimeout
+from snapd_vss.freeze import FreezeGuard
+from snapd_vss.model import SnapshotRecord, Volume, now_us
+from snapd_vss.providers.base import Provider
+from snapd_vss.vocabulary import WriterEvent, WriterState
+from snapd_vss.volumes import resolve_volume
+
+if TYPE_CHECKING:
+    from snapd_vss.coordinator.service import Service
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SnapshotSetRun:
+    service: Service
+    snapshot_set_id: str
+    records: list[SnapshotRecord]
+    writers: list[RegisteredWriter]
+    failures: dict[WriterEvent, list[CallResult[Any]]] = field(default_factory=dict)
+    freeze_window_ms: float = 0.0
+    commit_window_ms: float = 0.0
+    _volumes: dict[str, Volume] = field(default_factory=dict)
+    _begun: list[SnapshotRecord] = field(default_factory=list)
+
+    def _provider(self, record: SnapshotRecord) -> Provider:
+        return self.service.providers.get(record.provider)
+
+    def _log_extra(self) -> dict[str, str]:
+        return {"SNAPSHOT_SET_ID": self.snapshot_set_id}
+
+    def freeze_window_s(self) -> float:
+        limits = [self.service.settings.freeze_window_s]
+        limits += [w.metadata.freeze_timeout_ms / 1000 for w in self.writers]
+        return max(0.001, min(limits))
+
+    async def _call(
+        self, event: WriterEvent, call: Any, timeout_s: float, ok_state: WriterState
+    ) -> None:
+        results: list[CallResult[Any]] = await self.service.fanout.call_all(
+            self.writers, event, call, max(timeout_s, 0.001)
+        )
+        failed = [r for r in results if r.error is not None]
+        for result in results:
+            if result.ok:
+                result.writer.set_state(ok_state)
+            self.service.listener.writer_changed(result.writer)
+        if failed:
+            self.failures[event] = failed
+            first = failed[0].error
+            assert first is not None
+            raise first
+
+    # -- the sequence --------------------------------------------------------------------
+
+    async def execute(self) -> None:
+        try:
+            await self._prepare_providers()
+            await self._freeze_and_commit()
+        except BaseException as exc:
+            await asyncio.shield(self._undo(exc))
+            raise
+        for record in self.records:
+            self.service.snapshots.committed(record)
+        await self._post_snapshot()
+
+    async def _prepare_providers(self) -> None:
+        for record in self.records:
+            volume = resolve_volume(record.volume)
+            self._volumes[record.id] = volume
+            self.service.snapshots.begin(record)
+            self._begun.append(record)
+            await self._provider(record).prepare(record, volume)
+        volumes = [r.volume for r in self.records]
+        await self._call(
+            WriterEvent.PREPARE_FOR_FREEZE,
+            lambda c: c.prepare_for_freeze(self.snapshot_set_id, volumes),
+            self.service.settings.writer_call_s,
+            WriterState.WAITING_FOR_FREEZE,
+        )
+
+    async def _freeze_and_commit(self) -> None:
+        window = self.freeze_window_s()
+        start = time.monotonic()
+        deadline = start + window
+
+        def remaining() -> float:
+            return deadline - time.monotonic()
+
+        try:
+            await self._call(
+                WriterEvent.FREEZE,
+                lambda c: c.freeze(self.snapshot_set_id),
+                remaining(),
+                WriterState.WAITING_FOR_THAW,
+            )
+            await self._commit(min(self.service.settings.commit_window_s, remaining()))
+            await self._call(
+                WriterEvent.THAW,
+                lambda c: c.thaw(self.snapshot_set_id),
+                remaining(),
+                WriterState.WAITING_FOR_POST_SNAPSHOT,
+            )
+        finally:
+            self.freeze_window_ms = (time.monotonic() - start) * 1000
+        if remaining() < 0:
+            raise WriterTimeout(
+                f"the freeze window of {window:g} s was exceeded "
+                f"({self.freeze_window_ms:.0f} ms); the snapshot set was aborted"
+            )
+        log.info(
+            "snapshot set %s: freeze window %.1f ms, commit window %.1f ms",
+            self.snapshot_set_id,
+            self.freeze_window_ms,
+            self.commit_window_ms,
+            extra=self._log_extra(),
+        )
+
+    async def _commit(self, budget_s: float) -> None:
+        if budget_s <= 0:
+            raise WriterTimeout("the freeze window ran out before the providers could commit")
+        to_freeze = sorted(
+            {
+                r.volume
+                for r in self.records
+                if self._provider(r).needs_fs_freeze(self._volumes[r.id])
+            }
+        )
+        start = time.monotonic()
+        guard = (
+            await FreezeGuard.start(to_freeze, budget_s, self.service.settings.runtime_dir)
+            if to_freeze
+            else None
+        )
+        try:
+            async with asyncio.timeout(budget_s):
+                await self._commit_all()
+        except TimeoutError:
+            raise Timeout(
+                f"the providers did not commit within the commit window of {budget_s:g} s; "
+                "the filesystems were thawed and the snapshot set was aborted"
+            ) from None
+        finally:
+            if guard is not None:
+                await guard.thaw()
+            self.commit_window_ms = (time.monotonic() - start) * 1000
+        if guard is not None and guard.thawed_by_deadline:
+            raise Timeout(
+                f"the commit window of {budget_s:g} s passed while filesystems were frozen; "
+                "they were thawed and the snapshot set was aborted"
+            )
+
+    async def _commit_all(self) -> None:
+        """Commit every snapshot concurrently; the first failure cancels the rest."""
+        try:
+            async with asyncio.TaskGroup() as group:
+                for record in self.records:
+                    group.create_task(self._commit_one(record))
+        except* VssError as group_error:
+            raise group_error.exceptions[0] from None
+        except* OSError as group_error:
+            error = group_error.exceptions[0]
+            raise ProviderFailure(f"a provider failed while committing: {error}") from error
+
+    async def _commit_one(self, record: SnapshotRecord) -> None:
+        await self._provider(record).commit(record, self._volumes[record.id])
+        record.creation_time_us = now_us()
+
+    async def _post_snapshot(self) -> None:
+        mapping = {r.volume: r.device_path for r in self.records}
+        try:
+            await self._call(
+                WriterEvent.POST_SNAPSHOT,
+                lambda c: c.post_snapshot(self.snapshot_set_id, mapping),
+                self.service.settings.writer_call_s,
+                WriterState.WAITING_FOR_BACKUP_COMPLETE,
+            )
+        except WriterError:
+            pass  # recorded in self.failures; the snapshot itself is sound
+
+    # -- undo ----------------------------------------------------------------------------
+
+    async def _undo(self, cause: BaseException) -> None:
+        reason = getattr(cause, "message", None) or type(cause).__name__
+        log.warning(
+            "snapshot set %s aborted: %s", self.snapshot_set_id, reason, extra=self._log_extra()
+        )
+        for record in self._begun:
+            await self.service.snapshots.delete_quietly(record, f"snapshot set aborted: {reason}")
+        results = await self.service.fanout.call_all(
+            self.writers,
+            WriterEvent.ABORT,
+            lambda c: c.abort(self.snapshot_set_id),
+            self.service.settings.writer_call_s,
+        )
+        for result in results:
+            if result.ok and not result.writer.state.failed:
+                result.writer.set_state(WriterState.STABLE)
+            self.service.listener.writer_changed(result.writer)
