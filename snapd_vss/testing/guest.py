@@ -20,6 +20,7 @@ This module uses only the standard library so it runs before the venv exists.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shlex
@@ -112,7 +113,9 @@ def uml_kernel() -> str:
 
 
 def uml_modules_dir() -> Path:
-    versions = sorted(p for p in UML_MODULES.iterdir() if p.is_dir()) if UML_MODULES.is_dir() else []
+    if not UML_MODULES.is_dir():
+        raise GuestError(f"no {UML_MODULES} (Debian package user-mode-linux)")
+    versions = sorted(p for p in UML_MODULES.iterdir() if p.is_dir())
     if not versions:
         raise GuestError(f"no UML kernel modules under {UML_MODULES} (package user-mode-linux)")
     return versions[-1]
@@ -203,10 +206,8 @@ def kernel_cmdline(cfg: GuestConfig, run_dir: Path) -> list[str]:
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:
     """UML forks a host process per guest address space: kill the whole group."""
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
 def boot(cfg: GuestConfig) -> GuestResult:
@@ -223,7 +224,9 @@ def boot(cfg: GuestConfig) -> GuestResult:
         env["LD_PRELOAD"] = str(shim)
     run_dir = prepare_run_dir(cfg, modules)
     _check_no_space(run_dir)
-    env["TMPDIR"] = str(run_dir)
+    # UML keeps the guest's memory in a file under TMPDIR: tmpfs is faster than disk.
+    shm = Path("/dev/shm")
+    env["TMPDIR"] = str(shm if shm.is_dir() and os.access(shm, os.W_OK) else run_dir)
     console_path = run_dir / "console.log"
     cmd = [kernel, *kernel_cmdline(cfg, run_dir)]
     log(f"booting {kernel} ({modules.name}), run dir {run_dir}")
