@@ -117,7 +117,9 @@ def parse(xml: str | bytes) -> BackupComponents:
 def edited(xpath: str, attribute: str, value: str | None) -> str:
     """The API example with one attribute of the element at ``xpath`` set (None: removed)."""
     root = etree.fromstring(API_EXAMPLE.encode())
-    element = root.xpath(xpath, namespaces={"b": NS})[0]
+    found = root.xpath(xpath, namespaces={"b": NS})
+    assert isinstance(found, list) and isinstance(found[0], etree._Element)
+    element = found[0]
     if value is None:
         del element.attrib[attribute]
     else:
@@ -346,10 +348,10 @@ def test_writer_metadata_is_not_a_backup_components_document() -> None:
 
 # ----- round trips -----
 
-XML_CHARS = st.characters(blacklist_categories=("Cs",), blacklist_characters="\ufffe\uffff").filter(
+XML_CHARS = st.characters(blacklist_categories=["Cs"], blacklist_characters="\ufffe\uffff").filter(
     lambda c: c in "\t\n\r" or not (c < " " or "\x7f" <= c <= "\x9f")
 ) | st.sampled_from("\t\n\r<>&\"']")
-NAME_CHARS = st.characters(blacklist_categories=("Cs", "Cc"), blacklist_characters="\ufffe\uffff")
+NAME_CHARS = st.characters(blacklist_categories=["Cs", "Cc"], blacklist_characters="\ufffe\uffff")
 ids = st.uuids().map(str) | st.from_regex(r"\A[A-Za-z0-9][A-Za-z0-9_-]{0,63}\Z")
 names = st.text(NAME_CHARS, min_size=1, max_size=30)
 paths = st.text(NAME_CHARS, max_size=30).map(lambda p: "/" + p)
@@ -404,7 +406,7 @@ writers = st.builds(
     name=names,
     components=st.lists(components, max_size=3, unique_by=lambda c: c.key),
 )
-snapshot_sets = st.just(("", [])) | st.tuples(
+snapshot_sets: st.SearchStrategy[tuple[str, list[SnapshotEntry]]] = st.just(("", [])) | st.tuples(
     ids, st.lists(snapshots, max_size=3, unique_by=lambda s: s.id)
 )
 
@@ -455,7 +457,7 @@ def two_writer_document() -> BackupComponents:
     return document
 
 
-Edit = Callable[[BackupComponents], None]
+Edit = Callable[[BackupComponents], object]
 
 
 def returned_by_writer(original: BackupComponents, edit: Edit) -> str:
@@ -522,6 +524,11 @@ def _add_writer(d: BackupComponents) -> None:
     d.writers.append(WriterEntry("w", "new-instance", "Intruder"))
 
 
+def _move_to_another_snapshot_set(d: BackupComponents) -> None:
+    d.snapshot_set_id = "other"
+    d.snapshots.clear()
+
+
 def _set(attribute: str, value: object) -> Edit:
     def edit(d: BackupComponents) -> None:
         setattr(d, attribute, value)
@@ -571,7 +578,7 @@ FORBIDDEN: dict[str, tuple[Edit, str]] = {
     "context": (_set("context", Context.APP_ROLLBACK), "context"),
     "createdAt": (_set("created_at", "2030-01-01T00:00:00Z"), "createdAt"),
     "snapshotSetId": (
-        lambda d: (setattr(d, "snapshot_set_id", "other"), d.snapshots.clear()),
+        _move_to_another_snapshot_set,
         "snapshotSetId",
     ),
     "own writer removed": (lambda d: d.writers.pop(0), "removed its own <Writer> element"),
@@ -626,3 +633,17 @@ def test_reordering_is_not_a_change() -> None:
 def test_invalid_returned_documents_are_rejected_naming_the_writer(returned: str) -> None:
     with pytest.raises(InvalidDocument, match="from 'Example DB'"):
         apply(two_writer_document(), returned)
+
+
+def test_timestamps_for_created_at() -> None:
+    from snapd_vss.documents.backup_components import timestamp_to_us, utc_timestamp
+
+    assert utc_timestamp(0) == "1970-01-01T00:00:00.000000Z"
+    us = 1_795_341_600_123_456
+    text = utc_timestamp(us)
+    assert text == "2026-11-22T10:00:00.123456Z"
+    assert timestamp_to_us(text) == us
+    assert timestamp_to_us("2026-11-22T10:00:00Z") == 1_795_341_600_000_000
+    assert timestamp_to_us("") == 0
+    now = BackupComponents(created_at=utc_timestamp())
+    assert parse(now.to_xml()) == now

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 
 from lxml import etree
 
@@ -42,7 +43,29 @@ __all__ = [
     "WriterEntry",
     "apply_writer_changes",
     "parse_backup_components",
+    "timestamp_to_us",
+    "utc_timestamp",
 ]
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def utc_timestamp(us: int | None = None) -> str:
+    """``createdAt`` text for ``us`` microseconds since the epoch (default: now).
+
+    Always ISO-8601 UTC with a 'Z' and microseconds, e.g. ``2026-11-22T10:00:00.000000Z``;
+    ``datetime.isoformat()`` gives ``+00:00``, which the schema refuses.
+    """
+    when = datetime.now(UTC) if us is None else _EPOCH + timedelta(microseconds=us)
+    return when.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def timestamp_to_us(text: str) -> int:
+    """Microseconds since the epoch of a ``createdAt`` value (0 for ``""``)."""
+    if not text:
+        return 0
+    when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return (when - _EPOCH) // timedelta(microseconds=1)
 
 
 @dataclass
