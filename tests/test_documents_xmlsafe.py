@@ -373,3 +373,17 @@ def test_the_parser_below_the_doctype_check_neither_fetches_nor_expands(
         assert "root:" not in text
         assert "lollol" not in text
     assert nobody_connected(listener)
+
+
+def test_comments_and_cdata_inside_metadata_text_keep_all_the_text() -> None:
+    xml = (
+        BC_OPEN
+        + '<Writer writerId="w" instanceId="i" name="n"><Component type="FILEGROUP" name="c">'
+        "<BackupMetadata>a<!--x-->b<![CDATA[c]]>d</BackupMetadata></Component></Writer>" + BC_CLOSE
+    )
+    assert parse_backup_components(xml).component("i", "", "c").backup_metadata == "abcd"
+
+
+def test_declared_encoding_is_ignored_documents_are_always_utf8() -> None:
+    xml = '<?xml version="1.0" encoding="ISO-8859-1"?>' + WM_OPEN.replace("Hostile", "Caf\u00e9")
+    assert parse_writer_metadata((xml + WM_CLOSE).encode()).name == "Caf\u00e9"

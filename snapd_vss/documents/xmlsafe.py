@@ -184,7 +184,7 @@ def _check_root(root: etree._Element, schema: Schema, what: str) -> None:
     got = (
         f"<{qname.localname}> in namespace {qname.namespace!r}"
         if qname.namespace
-        else (f"<{qname.localname}> without a namespace")
+        else f"<{qname.localname}> without a namespace"
     )
     raise _fail(
         what,
