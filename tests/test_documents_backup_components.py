@@ -647,3 +647,23 @@ def test_timestamps_for_created_at() -> None:
     assert timestamp_to_us("") == 0
     now = BackupComponents(created_at=utc_timestamp())
     assert parse(now.to_xml()) == now
+
+
+def test_published_limits_match_the_schema() -> None:
+    from snapd_vss.documents import backup_components as bc
+
+    def with_component(**fields: object) -> BackupComponents:
+        component = ComponentEntry(ComponentType.FILEGROUP, "", "c", **fields)  # type: ignore[arg-type]
+        return BackupComponents(writers=[WriterEntry("w", "i", "W", [component])])
+
+    message = "m" * bc.MAX_FAILURE_MESSAGE_CHARS
+    with_component(failures=[ComponentFailure("FREEZE", message)]).to_xml()
+    with pytest.raises(InvalidDocument):
+        with_component(failures=[ComponentFailure("FREEZE", message + "m")]).to_xml()
+    with_component(backup_stamp="s" * bc.MAX_STAMP_CHARS).to_xml()
+    with pytest.raises(InvalidDocument):
+        with_component(backup_stamp="s" * (bc.MAX_STAMP_CHARS + 1)).to_xml()
+    many = [ComponentFailure("FREEZE", "x")] * bc.MAX_FAILURES_PER_COMPONENT
+    with_component(failures=many).to_xml()
+    with pytest.raises(InvalidDocument):
+        with_component(failures=[*many, ComponentFailure("FREEZE", "x")]).to_xml()

@@ -33,7 +33,17 @@ from snapd_vss.vocabulary import (
 NAMESPACE = Schema.BACKUP_COMPONENTS.namespace
 VERSION = "1"
 
+# Limits of backup-components.xsd, for callers that store text from elsewhere (truncate!).
+MAX_OPAQUE_TEXT_CHARS = 1024 * 1024  # BackupOptions, RestoreOptions, *Metadata
+MAX_STAMP_CHARS = 4096  # backupStamp, previousBackupStamp
+MAX_FAILURE_MESSAGE_CHARS = 16384  # Failure/@message
+MAX_FAILURES_PER_COMPONENT = 100
+
 __all__ = [
+    "MAX_FAILURES_PER_COMPONENT",
+    "MAX_FAILURE_MESSAGE_CHARS",
+    "MAX_OPAQUE_TEXT_CHARS",
+    "MAX_STAMP_CHARS",
     "NAMESPACE",
     "AlternateLocationMapping",
     "BackupComponents",
