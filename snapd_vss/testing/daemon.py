@@ -54,6 +54,8 @@ class VssDaemon:
     process: subprocess.Popen[bytes] | None = None
     ready_after_s: float = 0.0
     log_path: Path = field(init=False)
+    notifications: list[str] = field(default_factory=list)
+    _notify: socket.socket | None = None
 
     def __post_init__(self) -> None:
         self.state_dir = self.workdir / "state"
@@ -89,6 +91,7 @@ class VssDaemon:
         notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         notify.bind(str(self.notify_path))
         notify.settimeout(0.2)
+        self._notify = notify  # kept open while the daemon runs, as systemd does
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
         started = time.monotonic()
         self.process = subprocess.Popen(
@@ -112,14 +115,30 @@ class VssDaemon:
                     data = notify.recv(4096).decode()
                 except TimeoutError:
                     continue
+                self.notifications.append(data)
                 if "READY=1" in data.split("\n"):
                     self.ready_after_s = time.monotonic() - started
                     return self
         except BaseException:
             self.kill()
             raise
-        finally:
-            notify.close()
+
+    def drain_notifications(self) -> list[str]:
+        """Every sd_notify message received so far."""
+        if self._notify is not None:
+            self._notify.settimeout(0)
+            while True:
+                try:
+                    self.notifications.append(self._notify.recv(4096).decode())
+                except (BlockingIOError, TimeoutError):
+                    break
+        return self.notifications
+
+    def _close_notify(self) -> None:
+        if self._notify is not None:
+            self.drain_notifications()
+            self._notify.close()
+            self._notify = None
 
     def log_text(self) -> str:
         try:
@@ -138,7 +157,9 @@ class VssDaemon:
             return self.process.returncode if self.process else 0
         self.process.send_signal(signal.SIGTERM)
         try:
-            return self.process.wait(timeout_s)
+            code = self.process.wait(timeout_s)
+            self._close_notify()
+            return code
         except subprocess.TimeoutExpired:
             self.kill()
             raise Failed(f"snapd-vssd did not stop within {timeout_s} s of SIGTERM") from None
@@ -147,6 +168,7 @@ class VssDaemon:
         if self.process is not None and self.process.poll() is None:
             self.process.kill()
             self.process.wait(10)
+        self._close_notify()
 
 
 @contextlib.contextmanager

@@ -4,7 +4,7 @@
         [--hang-in EVENT] [--veto-in EVENT=ERROR] [--delay-in EVENT=SECONDS] \\
         [--events FILE] [--freeze-timeout-ms N] [--annotate TEXT]
 
-EVENT is a callback name without ``on_`` (identify, prepare_backup, prepare_for_freeze,
+EVENT is a callback name without ``on_`` (identify_again = OnIdentify after the first, prepare_backup, prepare_for_freeze,
 freeze, thaw, post_snapshot, abort, backup_complete, backup_shutdown); ERROR one of
 retryable, non_retryable, inconsistent_snapshot, out_of_resources. Every callback the
 writer receives is appended to FILE as one line ``EVENT SNAPSHOT_SET_ID`` (flushed), so a
@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import time
 import uuid
 from collections.abc import Sequence
 
@@ -26,7 +27,7 @@ from snapd_vss.errors import (
     WriterOutOfResources,
     WriterRetryable,
 )
-from snapd_vss.writer import BackupView, FileSpec, Writer, serve
+from snapd_vss.writer import BackupView, FileSpec, Writer, WriterMetadata, serve
 
 ERRORS: dict[str, type[WriterError]] = {
     "retryable": WriterRetryable,
@@ -47,10 +48,14 @@ class ScriptedWriter(Writer):
             freeze_timeout_ms=args.freeze_timeout_ms,
         )
         self.args = args
+        self.identified = 0
         self.add_file_group("files", args.name, files=[FileSpec(args.data, "*", True)])
 
-    def metadata(self):  # type: ignore[no-untyped-def]
+    def metadata(self) -> WriterMetadata:
         self._event("identify", "")
+        self.identified += 1
+        if "identify_again" in self.args.hang_in and self.identified > 1:
+            time.sleep(3600)  # the whole writer stops answering, as a wedged process would
         return super().metadata()
 
     def _event(self, event: str, set_id: str) -> None:
