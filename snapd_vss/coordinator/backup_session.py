@@ -18,6 +18,8 @@ from snapd_vss.coordinator.settings import Caller
 from snapd_vss.coordinator.snapshot_set import SnapshotSetRun
 from snapd_vss.coordinator.writers import CallResult, RegisteredWriter
 from snapd_vss.documents.backup_components import (
+    MAX_FAILURE_MESSAGE_CHARS,
+    MAX_FAILURES_PER_COMPONENT,
     BackupComponents,
     ComponentEntry,
     ComponentFailure,
@@ -143,8 +145,10 @@ class BackupSession:
             entry = self.document.writer(result.writer.instance_id)
             if entry is None:
                 continue
+            message = result.error.message[:MAX_FAILURE_MESSAGE_CHARS]
             for component in entry.components:
-                component.failures.append(ComponentFailure(event.value, result.error.message))
+                if len(component.failures) < MAX_FAILURES_PER_COMPONENT:
+                    component.failures.append(ComponentFailure(event.value, message))
             self.service.listener.writer_changed(result.writer)
 
     # -- the sequence --------------------------------------------------------------------
