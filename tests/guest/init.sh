@@ -48,12 +48,16 @@ host_mount() {  # host_mount PATH ro|rw
     local path=$1 mode=$2
     case "$path" in
         /tmp/*|/run/*|/var/tmp/*|/dev/shm/*) ;;
-        *) [ "$mode" = ro ] && return 0 ;;
+        *) return 0 ;;
     esac
     mkdir -p "$path" || return 1
     mount -t hostfs -o "$mode,$path" hostfs "$path"
 }
-step host_mount "$RUN_DIR" rw
+# The run directory is mounted at a private path, away from anything a test may unmount.
+HOST_RUN_DIR=$RUN_DIR
+RUN_DIR=/run/snapd-vss-guest-run
+step mkdir -p "$RUN_DIR"
+step mount -t hostfs -o "rw,$HOST_RUN_DIR" hostfs "$RUN_DIR"
 step host_mount "$REPO" ro
 step host_mount "$VENV" ro
 
