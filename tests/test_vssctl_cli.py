@@ -123,6 +123,10 @@ def test_remote_errors_become_domain_errors() -> None:
     assert isinstance(
         error_from_reply("org.freedesktop.DBus.Error.UnknownObject", ""), errors.NotFound
     )
+    gone = error_from_reply("org.freedesktop.DBus.Error.UnknownMethod", "x", missing="no snap")
+    assert isinstance(gone, errors.NotFound) and gone.message == "no snap"
+    own = error_from_reply("org.snapdvss.Vss1.Error.NotFound", "the service's words", missing="m")
+    assert own.message == "the service's words"
 
 
 def test_unwrap_and_paths() -> None:

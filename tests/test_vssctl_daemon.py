@@ -365,7 +365,14 @@ def test_exec_writer_veto_is_a_named_error(
 def test_errors_are_one_line_with_a_distinct_code(vssctl: Vssctl, tmp_path: Path) -> None:
     unknown = vssctl("delete", "0b0e0f00-0000-4000-8000-000000000000", check=False)
     assert unknown.returncode == 6, unknown
-    _one_error_line(unknown, "NotFound")
+    assert _one_error_line(unknown, "NotFound") == (
+        "vssctl: cannot delete snapshot 0b0e0f00-0000-4000-8000-000000000000: there is no "
+        "snapshot 0b0e0f00-0000-4000-8000-000000000000; see vssctl list snapshots for the ids "
+        "(org.snapdvss.Vss1.Error.NotFound)"
+    )
+    exposed = vssctl("expose", "no-such-id", check=False)
+    assert exposed.returncode == 6
+    assert "there is no snapshot no-such-id" in _one_error_line(exposed, "NotFound")
 
     not_btrfs = vssctl("create", "--no-writers", str(tmp_path), check=False)
     assert not_btrfs.returncode == 9, not_btrfs

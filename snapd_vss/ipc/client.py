@@ -55,14 +55,25 @@ _BUS_ERRORS: dict[str, type[VssError]] = {
     "org.freedesktop.DBus.Error.Timeout": errors.Timeout,
     "org.freedesktop.DBus.Error.TimedOut": errors.Timeout,
 }
+_NO_SUCH_OBJECT = (
+    "org.freedesktop.DBus.Error.UnknownObject",
+    "org.freedesktop.DBus.Error.UnknownMethod",
+    "org.freedesktop.DBus.Error.UnknownInterface",
+)
 _NOT_RUNNING = (
     "org.freedesktop.DBus.Error.ServiceUnknown",
     "org.freedesktop.DBus.Error.NameHasNoOwner",
 )
 
 
-def error_from_reply(error_name: str, message: str) -> VssError:
-    """The domain error for a D-Bus error reply."""
+def error_from_reply(error_name: str, message: str, missing: str = "") -> VssError:
+    """The domain error for a D-Bus error reply.
+
+    ``missing`` is the message for "no such object" (the object path names something
+    that does not exist, e.g. a deleted snapshot).
+    """
+    if missing and error_name in _NO_SUCH_OBJECT:
+        return errors.NotFound(missing)
     if error_name.startswith(ERROR_PREFIX):
         return errors.from_code(error_name.removeprefix(ERROR_PREFIX), message)
     if error_name in _NOT_RUNNING:
@@ -234,7 +245,13 @@ class VssClient:
     # -- the one place that talks to the bus --
 
     async def _send(
-        self, path: str, interface: str, member: str, signature: str, body: list[Any]
+        self,
+        path: str,
+        interface: str,
+        member: str,
+        signature: str,
+        body: list[Any],
+        missing: str = "",
     ) -> list[Any]:
         message = Message(
             destination=self.destination,
@@ -254,14 +271,17 @@ class VssClient:
             ) from exc
         if reply.message_type is MessageType.ERROR:
             text = reply.body[0] if reply.body and isinstance(reply.body[0], str) else ""
-            raise error_from_reply(reply.error_name or "", text)
+            raise error_from_reply(reply.error_name or "", text, missing)
         return [unwrap(v) for v in reply.body]
 
-    async def call(self, path: str, interface: str, member: str, *args: Any) -> Any:
+    async def call(
+        self, path: str, interface: str, member: str, *args: Any, missing: str = ""
+    ) -> Any:
         """Call ``interface.member`` (short or full interface name) on ``path``.
 
         The signature comes from the interface XML. Returns None, the one out
-        value, or a tuple of them.
+        value, or a tuple of them. ``missing``: the NotFound message when ``path``
+        does not exist.
         """
         iface = load_interface(interface)
         method = next((m for m in iface.methods if m.name == member), None)
@@ -271,18 +291,20 @@ class VssClient:
             raise errors.InvalidArgs(
                 f"{iface.name}.{member} takes {len(method.in_args)} arguments, not {len(args)}"
             )
-        out = await self._send(path, iface.name, member, method.in_signature, list(args))
+        out = await self._send(path, iface.name, member, method.in_signature, list(args), missing)
         if not out:
             return None
         return out[0] if len(out) == 1 else tuple(out)
 
-    async def get_all(self, path: str, interface: str) -> dict[str, Any]:
-        body = await self._send(path, PROPERTIES, "GetAll", "s", [full_name(interface)])
+    async def get_all(self, path: str, interface: str, missing: str = "") -> dict[str, Any]:
+        body = await self._send(path, PROPERTIES, "GetAll", "s", [full_name(interface)], missing)
         props: dict[str, Any] = body[0]
         return props
 
-    async def get(self, path: str, interface: str, name: str) -> Any:
-        body = await self._send(path, PROPERTIES, "Get", "ss", [full_name(interface), name])
+    async def get(self, path: str, interface: str, name: str, missing: str = "") -> Any:
+        body = await self._send(
+            path, PROPERTIES, "Get", "ss", [full_name(interface), name], missing
+        )
         return body[0]
 
     async def managed_objects(self) -> dict[str, dict[str, dict[str, Any]]]:
@@ -350,14 +372,21 @@ class _Proxy:
         self.client = client
         self.path = path
 
+    @property
+    def missing(self) -> str:
+        """The NotFound message when this object does not exist."""
+        return f"there is no {self.interface} object {self.path}"
+
     async def _call(self, member: str, *args: Any) -> Any:
-        return await self.client.call(self.path, self.interface, member, *args)
+        return await self.client.call(
+            self.path, self.interface, member, *args, missing=self.missing
+        )
 
     async def properties(self) -> dict[str, Any]:
-        return await self.client.get_all(self.path, self.interface)
+        return await self.client.get_all(self.path, self.interface, self.missing)
 
     async def get(self, name: str) -> Any:
-        return await self.client.get(self.path, self.interface, name)
+        return await self.client.get(self.path, self.interface, name, self.missing)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.path}>"
@@ -533,6 +562,11 @@ class RestoreSessionProxy(_Proxy):
 
 class SnapshotProxy(_Proxy):
     interface = "Snapshot"
+
+    @property
+    def missing(self) -> str:
+        name = self.path.rsplit("/", 1)[-1].replace("_", "-")
+        return f"there is no snapshot {name}; see vssctl list snapshots for the ids"
 
     async def delete(self) -> None:
         await self._call("Delete", options())
