@@ -178,7 +178,7 @@ async def test_thresholds_are_configurable(thin_fs, new_record, tmp_path) -> Non
     strict = LvmThinProvider(
         ProviderContext(str(tmp_path), str(tmp_path)), data_threshold=0.0, metadata_threshold=99
     )
-    with pytest.raises(InsufficientStorage, match="data is .* above the 0% limit"):
+    with pytest.raises(InsufficientStorage, match=r"data is .* above the 0% limit"):
         await strict.prepare(new_record(volume.mount_point), volume)
 
 
