@@ -102,3 +102,13 @@ def test_debian_install_file_names_existing_files() -> None:
         source, _destination = line.split()
         assert list(REPO_ROOT.glob(source)), f"{source} in {install.name} matches no file"
 
+
+
+def test_non_root_users_import_the_world_readable_copy(
+    nonroot_user: LocalUser, nonroot_pythonpath: Path
+) -> None:
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(nonroot_pythonpath)}
+    code = "import snapd_vss.config, snapd_vss.errors\nprint(snapd_vss.config.__file__)"
+    done = run_as(nonroot_user, [str(VENV_PYTHON), "-c", code], env)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == str(nonroot_pythonpath / "snapd_vss" / "config.py")
