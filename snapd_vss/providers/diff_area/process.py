@@ -46,7 +46,9 @@ def call(run_dir: str, op: str, timeout: float = 30.0, **args: Any) -> dict[str,
             with sock.makefile("rb") as reader:
                 line = reader.readline(control.MAX_LINE)
     except OSError as exc:
-        raise ProviderFailure(f"the diff-area server at {path} did not answer {op!r}: {exc}") from exc
+        raise ProviderFailure(
+            f"the diff-area server at {path} did not answer {op!r}: {exc}"
+        ) from exc
     if not line:
         raise ProviderFailure(f"the diff-area server at {path} closed the connection")
     reply = control.decode(line)
@@ -138,9 +140,15 @@ def _pid_from_file(run_dir: str) -> int | None:
 
 
 def cleanup_mount(run_dir: str) -> None:
-    """Lazily unmount a FUSE mount left by a dead server (its files give ENOTCONN)."""
+    """Lazily unmount a FUSE mount left by a dead server (its files give ENOTCONN).
+
+    Loop devices still on its device file are detached first (a busy one goes away when
+    its filesystem is unmounted), else they would be left pointing at nothing.
+    """
     mnt = mountpoint(run_dir)
     if is_mounted(mnt):
+        for dev in loops_backed_by(device_file(run_dir)):
+            loop_detach(dev)
         subprocess.run(["umount", "-l", mnt], check=False, capture_output=True)
 
 

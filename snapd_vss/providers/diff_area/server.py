@@ -217,6 +217,15 @@ class ControlServer:
         await trio.serve_listeners(self._handle, [listener])
 
     async def _handle(self, stream: trio.SocketStream) -> None:
+        # A client going away (or misbehaving) must never take the server down.
+        try:
+            await self._converse(stream)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+        except Exception:
+            log.exception("control connection failed")
+
+    async def _converse(self, stream: trio.SocketStream) -> None:
         buf = b""
         async with stream:
             while True:
@@ -238,10 +247,14 @@ class ControlServer:
     async def _stream_events(self, stream: trio.SocketStream) -> None:
         send, receive = trio.open_memory_channel[dict[str, Any]](1000)
         self.subscribers.append(send)
-        await stream.send_all(control.encode({"ok": True}))
-        async with receive:
-            async for message in receive:
-                await stream.send_all(control.encode(message))
+        try:
+            await stream.send_all(control.encode({"ok": True}))
+            async with receive:
+                async for message in receive:
+                    await stream.send_all(control.encode(message))
+        finally:
+            if send in self.subscribers:
+                self.subscribers.remove(send)
 
     def _dispatch(self, request: dict[str, Any]) -> dict[str, Any]:
         op = request.get("op")
