@@ -28,6 +28,9 @@ BACKUP_SESSION_PROPS = {
     "BackupType": "s",
     "Context": "s",
     "Owner": "s",
+    # Additions to API.md version 1 (allowed: "extend it only by adding"):
+    "FreezeWindowUsec": "t",
+    "CommitWindowUsec": "t",
 }
 COMPONENT = (("instance_id", "s"), ("logical_path", "s"), ("name", "s"))
 BCD_IN = (("backup_components", "s"),)

@@ -158,6 +158,7 @@ def test_create_persistent_list_expose_delete(
     assert snap["persistent"] is True
     assert snap["volume"] == btrfs_volume.mount_point
     assert snap["provider"] == "btrfs"
+    assert summary["freeze_window_ms"] > 0
     writer.wait_for_event("backup_shutdown")
     assert [e for e in writer.events() if e != "identify"] == [
         "prepare_backup",
@@ -203,6 +204,7 @@ def test_create_without_writers_and_delete_all(
     assert writer.events() == ["identify"] * writer.events().count("identify")
     text = vssctl("create", "--no-writers", btrfs_volume.mount_point).stdout
     assert text.startswith("Snapshot set ")
+    assert "Freeze window " in text.splitlines()[1]
     assert len(vssctl("list", "snapshots", "--json").json()) == 3  # type: ignore[arg-type]
     out = vssctl("delete", "--all").stdout.split()
     assert len(out) == 6 and out[::2] == ["deleted"] * 3

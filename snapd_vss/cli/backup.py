@@ -113,6 +113,8 @@ class BackupSummary:
     components: list[SelectedComponent] = field(default_factory=list)
     snapshots: list[SnapshotSummary] = field(default_factory=list)
     writers: list[WriterStatus] = field(default_factory=list)
+    freeze_window_ms: float = 0.0  # first OnFreeze → last OnThaw
+    commit_window_ms: float = 0.0  # the provider commit
     backup_succeeded: bool | None = None
 
 
@@ -149,6 +151,10 @@ class BackupRun:
             await session.prepare_for_backup()
         with doing("the snapshot set was not created"):
             await session.do_snapshot_set()
+        with doing("cannot read the session's properties"):
+            session_props = await session.properties()
+        self.summary.freeze_window_ms = int(session_props.get("FreezeWindowUsec", 0)) / 1000
+        self.summary.commit_window_ms = int(session_props.get("CommitWindowUsec", 0)) / 1000
         for snapshot_id, argument in self._arguments.items():
             with doing(f"cannot read the properties of snapshot {snapshot_id}"):
                 props = await session.get_snapshot_properties(snapshot_id)

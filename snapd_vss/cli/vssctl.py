@@ -243,6 +243,10 @@ async def cmd_create(client: VssClient, args: argparse.Namespace) -> int:
 def print_summary(summary: BackupSummary, out: Any) -> None:
     kind = "persistent" if any(s.persistent for s in summary.snapshots) else "non-persistent"
     out.write(f"Snapshot set {summary.snapshot_set_id} ({kind}, context {summary.context})\n")
+    out.write(
+        f"Freeze window {summary.freeze_window_ms:.1f} ms, "
+        f"commit window {summary.commit_window_ms:.1f} ms\n"
+    )
     output.print_listing(
         output.Listing(
             ("SNAPSHOT ID", "VOLUME", "PROVIDER", "DEVICE", "EXPOSED AT"),
@@ -411,6 +415,10 @@ async def cmd_exec(client: VssClient, args: argparse.Namespace) -> int:
     try:
         summary = await run.snapshot()
         await run.expose_all()
+        note(
+            f"snapshot set {summary.snapshot_set_id}: {len(summary.components)} component(s), "
+            f"freeze window {summary.freeze_window_ms:.1f} ms"
+        )
         for snapshot in summary.snapshots:
             note(f"snapshot of {snapshot.argument} readable at {snapshot.path}")
         env = {**os.environ, **snapshot_environment(summary.snapshot_set_id, summary.snapshots)}
