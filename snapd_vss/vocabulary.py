@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 
 
-class WireEnum(str, Enum):
+class WireEnum(StrEnum):
     """An enum whose value is its wire spelling."""
 
     @classmethod
@@ -16,10 +16,9 @@ class WireEnum(str, Enum):
             allowed = ", ".join(m.value for m in cls)
             from snapd_vss.errors import InvalidArgs
 
-            raise InvalidArgs(f"{value!r} is not a valid {cls.__name__}; use one of: {allowed}") from None
-
-    def __str__(self) -> str:
-        return str(self.value)
+            raise InvalidArgs(
+                f"{value!r} is not a valid {cls.__name__}; use one of: {allowed}"
+            ) from None
 
 
 class BackupType(WireEnum):

@@ -124,10 +124,20 @@ async def test_nonroot_user_may_register_a_writer(
     data.chmod(0o755)
     writer = popen_as(
         nonroot_user,
-        [sys.executable, "-m", "snapd_vss.testing.scripted_writer", "--name", "user-writer",
-         "--data", str(data)],
-        env={"PYTHONPATH": str(nonroot_pythonpath), "PATH": "/usr/bin:/bin",
-             "DBUS_SYSTEM_BUS_ADDRESS": private_bus.address},
+        [
+            sys.executable,
+            "-m",
+            "snapd_vss.testing.scripted_writer",
+            "--name",
+            "user-writer",
+            "--data",
+            str(data),
+        ],
+        env={
+            "PYTHONPATH": str(nonroot_pythonpath),
+            "PATH": "/usr/bin:/bin",
+            "DBUS_SYSTEM_BUS_ADDRESS": private_bus.address,
+        },
     )
     try:
         async with await VssClient.connect(private_bus.address) as client:

@@ -71,7 +71,7 @@ async def start_writers(
 async def test_writer_hanging_in_freeze_aborts_the_set(
     client: VssClient, btrfs_volume: LoopFs, scripted_writers: WriterFactory
 ) -> None:
-    hung, good = await start_writers(
+    _hung, good = await start_writers(
         client,
         scripted_writers,
         btrfs_volume,

@@ -52,7 +52,11 @@ async def test_persistent_snapshot_is_listed_and_deletable_after_restart(
     try:
         async with await VssClient.connect(private_bus.address) as client:
             (again,) = await client.snapshots()
-            assert (again.id, again.state, again.device_path) == (snap_id, "CREATED", kept.device_path)
+            assert (again.id, again.state, again.device_path) == (
+                snap_id,
+                "CREATED",
+                kept.device_path,
+            )
             await client.snapshot(snap_id).delete()
             assert await client.snapshots() == []
         assert os.listdir(snapshot_dir(btrfs_volume)) == []

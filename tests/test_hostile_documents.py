@@ -35,7 +35,9 @@ EXTERNAL_DTD = """<?xml version="1.0"?>
 <WriterMetadata xmlns="urn:snapdvss:writer-metadata:1" version="1" writerId="x" name="n"/>"""
 OVERSIZED = (
     '<WriterMetadata xmlns="urn:snapdvss:writer-metadata:1" version="1" writerId="x" name="n">'
-    + "<!--" + "x" * (5 * 1024 * 1024) + "-->"
+    + "<!--"
+    + "x" * (5 * 1024 * 1024)
+    + "-->"
     + "</WriterMetadata>"
 )
 
@@ -46,10 +48,18 @@ def good_metadata(name: str, data: str) -> WriterMetadata:
         name=name,
         instance_id=str(uuid.uuid4()),
         components=[
-            Component(type=ComponentType.FILEGROUP, logical_path="files", name="a",
-                      files=[FileSpec(data, "*", True)]),
-            Component(type=ComponentType.FILEGROUP, logical_path="files", name="b",
-                      files=[FileSpec(data, "*", True)]),
+            Component(
+                type=ComponentType.FILEGROUP,
+                logical_path="files",
+                name="a",
+                files=[FileSpec(data, "*", True)],
+            ),
+            Component(
+                type=ComponentType.FILEGROUP,
+                logical_path="files",
+                name="b",
+                files=[FileSpec(data, "*", True)],
+            ),
         ],
     )
 
@@ -64,19 +74,19 @@ class RawWriter(ServiceInterface):
         self.events: list[str] = []
 
     @dbus_method()
-    async def OnIdentify(self) -> DBusStr:  # noqa: N802
+    async def OnIdentify(self) -> DBusStr:
         return self.identify
 
     @dbus_method()
-    async def OnPrepareBackup(self, backup_components: DBusStr) -> DBusStr:  # noqa: N802
+    async def OnPrepareBackup(self, backup_components: DBusStr) -> DBusStr:
         return self.prepare(backup_components)
 
     @dbus_method()
-    async def OnAbort(self, snapshot_set_id: DBusStr) -> None:  # noqa: N802
+    async def OnAbort(self, snapshot_set_id: DBusStr) -> None:
         self.events.append("abort")
 
     @dbus_method()
-    async def OnBackupShutdown(self, snapshot_set_id: DBusStr) -> None:  # noqa: N802
+    async def OnBackupShutdown(self, snapshot_set_id: DBusStr) -> None:
         self.events.append("backup_shutdown")
 
 
@@ -95,10 +105,26 @@ async def register(address: str, writer: RawWriter) -> tuple[MessageBus, str]:
 
 @pytest.mark.parametrize(
     "document",
-    [BILLION_LAUGHS, EXTERNAL_ENTITY, EXTERNAL_DTD, OVERSIZED, "", "not xml at all", "<a>",
-     '<WriterMetadata xmlns="urn:other" version="1" writerId="x" name="n"/>'],
-    ids=["billion-laughs", "external-entity", "external-dtd", "oversized", "empty", "garbage",
-         "unclosed", "wrong-namespace"],
+    [
+        BILLION_LAUGHS,
+        EXTERNAL_ENTITY,
+        EXTERNAL_DTD,
+        OVERSIZED,
+        "",
+        "not xml at all",
+        "<a>",
+        '<WriterMetadata xmlns="urn:other" version="1" writerId="x" name="n"/>',
+    ],
+    ids=[
+        "billion-laughs",
+        "external-entity",
+        "external-dtd",
+        "oversized",
+        "empty",
+        "garbage",
+        "unclosed",
+        "wrong-namespace",
+    ],
 )
 async def test_hostile_identify_is_refused_and_harms_nothing(
     private_bus: PrivateBus, client: VssClient, btrfs_volume: LoopFs, document: str
@@ -124,16 +150,27 @@ def _edit(pattern: str, replacement: str) -> Callable[[str], str]:
 @pytest.mark.parametrize(
     ("change", "allowed"),
     [
-        (_edit(r"<BackupMetadata/>|<BackupMetadata></BackupMetadata>",
-               "<BackupMetadata>lsn=7</BackupMetadata>"), True),
+        (
+            _edit(
+                r"<BackupMetadata/>|<BackupMetadata></BackupMetadata>",
+                "<BackupMetadata>lsn=7</BackupMetadata>",
+            ),
+            True,
+        ),
         (_edit(r'backupType="FULL"', 'backupType="COPY"'), False),
         (_edit(r'backupSucceeded="false"', 'backupSucceeded="true"'), False),
         (lambda doc: doc.replace('name="b"', 'name="c"'), False),
         (lambda doc: BILLION_LAUGHS, False),
         (lambda doc: "", False),
     ],
-    ids=["own-metadata", "backup-type", "backup-succeeded", "rename-component",
-         "billion-laughs", "empty"],
+    ids=[
+        "own-metadata",
+        "backup-type",
+        "backup-succeeded",
+        "rename-component",
+        "billion-laughs",
+        "empty",
+    ],
 )
 async def test_writer_may_change_only_its_own_annotations(
     private_bus: PrivateBus,

@@ -84,7 +84,9 @@ async def test_registered_writer_interface_matches_its_xml(
     assert callable(scripted_writers)
     scripted_writers("w", btrfs_volume.mount_point)
     await wait_for_writers(client, 1)
-    running = exported(await introspect(private_bus.address, "/org/snapdvss/Vss1/writers/1"), "RegisteredWriter")
+    running = exported(
+        await introspect(private_bus.address, "/org/snapdvss/Vss1/writers/1"), "RegisteredWriter"
+    )
     assert shape(running) == shape(load_interface("RegisteredWriter"))
 
 
@@ -102,16 +104,33 @@ def test_busctl_tree_introspect_and_call(private_bus: PrivateBus, vss_daemon: Vs
     )
     assert ".CreateBackupSession" in intro.stdout
     call = subprocess.run(
-        [*base, "call", "org.snapdvss.Vss1", "/org/snapdvss/Vss1", "org.snapdvss.Vss1.Manager",
-         "CreateBackupSession", "a{sv}", "1", "bogus", "s", "x"],
+        [
+            *base,
+            "call",
+            "org.snapdvss.Vss1",
+            "/org/snapdvss/Vss1",
+            "org.snapdvss.Vss1.Manager",
+            "CreateBackupSession",
+            "a{sv}",
+            "1",
+            "bogus",
+            "s",
+            "x",
+        ],
         capture_output=True,
         text=True,
     )
     assert call.returncode != 0
     assert "unknown option 'bogus'" in call.stderr
     get = subprocess.run(
-        [*base, "get-property", "org.snapdvss.Vss1", "/org/snapdvss/Vss1",
-         "org.snapdvss.Vss1.Manager", "Version"],
+        [
+            *base,
+            "get-property",
+            "org.snapdvss.Vss1",
+            "/org/snapdvss/Vss1",
+            "org.snapdvss.Vss1.Manager",
+            "Version",
+        ],
         capture_output=True,
         text=True,
     )

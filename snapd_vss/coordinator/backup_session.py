@@ -37,7 +37,7 @@ from snapd_vss.errors import (
     VssError,
     WriterError,
 )
-from snapd_vss.model import SnapshotRecord, now_us
+from snapd_vss.model import SnapshotRecord
 from snapd_vss.vocabulary import (
     BackupType,
     Context,
@@ -194,7 +194,9 @@ class BackupSession:
                 writer.fail(WriterEvent.IDENTIFY, WriterError(exc.message))
                 self.service.listener.writer_changed(writer)
                 continue
-            metadata.instance_id = writer.instance_id  # the registration's identity is authoritative
+            metadata.instance_id = (
+                writer.instance_id
+            )  # the registration's identity is authoritative
             writer.metadata = metadata
             self.gathered[writer.instance_id] = Gathered(writer, metadata)
             answer[writer.instance_id] = metadata.to_xml()
@@ -238,7 +240,9 @@ class BackupSession:
             ComponentEntry(type=component.type, logical_path=logical_path, name=name)
         )
 
-    def _component_for_option(self, instance_id: str, logical_path: str, name: str) -> ComponentEntry:
+    def _component_for_option(
+        self, instance_id: str, logical_path: str, name: str
+    ) -> ComponentEntry:
         self._require("this call", S.METADATA_GATHERED, S.SNAPSHOT_SET_STARTED)
         return self._selected(instance_id, logical_path, name)
 
@@ -451,7 +455,7 @@ class BackupSession:
         if self._operation is not None and not self._operation.done():
             self._operation.cancel()
             await asyncio.gather(self._operation, return_exceptions=True)
-            if self.state is S.ABORTED:  # the cancelled run already told the writers
+            if self.state in (S.ABORTED,):  # the cancelled run already told the writers
                 return
         prepared = self.state in (S.PREPARED, S.SNAPSHOT_CREATED)
         self._set_state(S.ABORTED)
@@ -463,7 +467,12 @@ class BackupSession:
         """Close: abort if unfinished, OnBackupShutdown, release non-persistent snapshots."""
         if self.state is S.CLOSED:
             return
-        prepared = self.state in (S.PREPARED, S.SNAPSHOTTING, S.SNAPSHOT_CREATED, S.BACKUP_COMPLETED)
+        prepared = self.state in (
+            S.PREPARED,
+            S.SNAPSHOTTING,
+            S.SNAPSHOT_CREATED,
+            S.BACKUP_COMPLETED,
+        )
         if self.state not in (S.BACKUP_COMPLETED, S.ABORTED):
             await self.abort()
         await self._release_snapshots("closed")

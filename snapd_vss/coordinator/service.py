@@ -19,7 +19,14 @@ from snapd_vss.coordinator.writers import (
     WriterRegistry,
 )
 from snapd_vss.documents.writer_metadata import parse_writer_metadata
-from snapd_vss.errors import AccessDenied, NotFound, Timeout, VssError, WriterError
+from snapd_vss.errors import (
+    AccessDenied,
+    InvalidState,
+    NotFound,
+    Timeout,
+    VssError,
+    WriterError,
+)
 from snapd_vss.freeze import thaw_leftovers
 from snapd_vss.model import SnapshotRecord
 from snapd_vss.providers.registry import ProviderRegistry
@@ -115,7 +122,8 @@ class Service:
         writer = self.registry.get(number)
         if caller.uid != 0 and caller.bus_name != writer.owner:
             raise AccessDenied(
-                f"writer {number} was registered by {writer.owner}; only it or root may unregister it"
+                f"writer {number} was registered by {writer.owner}; "
+                "only it or root may unregister it"
             )
         self._remove_writer(writer)
 
@@ -187,12 +195,11 @@ class Service:
         self.require_operator(caller, "deleting a snapshot")
         check_options(options, {}, "Delete")
         for session in self.sessions.values():
-            if record in session.snapshots and session.state is not SessionState.CLOSED:
-                if not record.persistent:
-                    raise AccessDenied(
-                        f"snapshot {record.id} belongs to open {session.describe()}; "
-                        "close that session to release it"
-                    )
+            if record in session.snapshots and not record.persistent:
+                raise InvalidState(
+                    f"snapshot {record.id} belongs to open {session.describe()}; "
+                    "close that session to release it"
+                )
         await self.snapshots.delete(record, f"deleted by uid {caller.uid}")
 
     async def expose_snapshot(

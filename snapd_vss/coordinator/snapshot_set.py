@@ -13,6 +13,7 @@ failures only mark the writer failed: the snapshot itself is sound.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
@@ -189,15 +190,13 @@ class SnapshotSetRun:
 
     async def _post_snapshot(self) -> None:
         mapping = {r.volume: r.device_path for r in self.records}
-        try:
+        with contextlib.suppress(WriterError):  # recorded in self.failures; the snapshot is sound
             await self._call(
                 WriterEvent.POST_SNAPSHOT,
                 lambda c: c.post_snapshot(self.snapshot_set_id, mapping),
                 self.service.settings.writer_call_s,
                 WriterState.WAITING_FOR_BACKUP_COMPLETE,
             )
-        except WriterError:
-            pass  # recorded in self.failures; the snapshot itself is sound
 
     # -- undo ----------------------------------------------------------------------------
 

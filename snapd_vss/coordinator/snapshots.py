@@ -39,7 +39,9 @@ class SnapshotManager:
     def get(self, snapshot_id: str) -> SnapshotRecord:
         record = self._records.get(snapshot_id)
         if record is None or not record.committed:
-            raise NotFound(f"no snapshot with id {snapshot_id!r}; `vssctl list snapshots` shows them")
+            raise NotFound(
+                f"no snapshot with id {snapshot_id!r}; `vssctl list snapshots` shows them"
+            )
         return record
 
     # -- life cycle ----------------------------------------------------------------------
@@ -95,10 +97,13 @@ class SnapshotManager:
 
     async def expose(self, record: SnapshotRecord, mount_point: str) -> str:
         if record.state is SnapshotState.INVALID:
-            raise InvalidState(f"snapshot {record.id} is invalid ({record.state_reason}); delete it")
+            raise InvalidState(
+                f"snapshot {record.id} is invalid ({record.state_reason}); delete it"
+            )
         if record.state is SnapshotState.EXPOSED:
             raise InvalidState(
-                f"snapshot {record.id} is already exposed at {record.exposed_path}; unexpose it first"
+                f"snapshot {record.id} is already exposed at {record.exposed_path}; "
+                "unexpose it first"
             )
         if mount_point and not os.path.isabs(mount_point):
             raise InvalidArgs(f"mount point {mount_point!r} must be an absolute path")
@@ -133,8 +138,10 @@ class SnapshotManager:
         for record in self.store.all():
             self._records[record.id] = record
             if not record.committed or not record.persistent:
-                why = "left half-made by a previous run" if not record.committed else (
-                    "non-persistent snapshot of a session that ended with the previous run"
+                why = (
+                    "left half-made by a previous run"
+                    if not record.committed
+                    else ("non-persistent snapshot of a session that ended with the previous run")
                 )
                 record.committed = False  # never announce it
                 await self.delete_quietly(record, why)
@@ -147,7 +154,8 @@ class SnapshotManager:
             if not present and record.state is not SnapshotState.INVALID:
                 record.state = SnapshotState.INVALID
                 record.state_reason = (
-                    f"the {record.provider} snapshot was removed outside snapd-vss; delete this entry"
+                    f"the {record.provider} snapshot was removed outside snapd-vss; "
+                    "delete this entry"
                 )
                 self.store.put(record)
             self.listener.snapshot_added(record)

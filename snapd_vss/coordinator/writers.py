@@ -66,7 +66,7 @@ FAILURE_OF: dict[type[WriterError], WriterFailure] = {
 def failure_of(error: WriterError) -> WriterFailure:
     for cls in type(error).__mro__:
         if cls in FAILURE_OF:
-            return FAILURE_OF[cls]  # type: ignore[index]
+            return FAILURE_OF[cls]
     return WriterFailure.NON_RETRYABLE
 
 
@@ -139,7 +139,9 @@ class WriterFanout:
         timeout_s: float,
     ) -> CallResult[T]:
         if not writer.connected:
-            error: WriterError = WriterLost(f"{writer.describe()} left the bus before {event.value}")
+            error: WriterError = WriterLost(
+                f"{writer.describe()} left the bus before {event.value}"
+            )
             writer.fail(event, error)
             return CallResult(writer, error=error)
         try:

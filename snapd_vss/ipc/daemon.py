@@ -88,7 +88,7 @@ class Daemon:
         bus = await self._connect()
         self.exporter = Exporter(bus, self.service)
         self.service.set_listener(self.exporter)
-        bus.add_message_handler(self._on_message)  # type: ignore[arg-type]
+        bus.add_message_handler(self._on_message)
         await bus.call(
             Message(
                 destination="org.freedesktop.DBus",
@@ -123,7 +123,7 @@ class Daemon:
         )
         log.info("snapd-vssd %s owns %s. %s", __version__, BUS_NAME, status)
         self.notifier.ready(status)
-        disconnected = asyncio.ensure_future(bus.wait_for_disconnect())
+        disconnected = asyncio.ensure_future(bus.wait_for_disconnect())  # type: ignore[no-untyped-call]
         stop = asyncio.ensure_future(self._stop.wait())
         await asyncio.wait([disconnected, stop], return_when=asyncio.FIRST_COMPLETED)
         self.notifier.stopping()

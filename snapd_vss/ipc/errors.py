@@ -10,8 +10,8 @@ from typing import Any, ParamSpec, TypeVar
 from dbus_fast import DBusError, Variant
 
 from snapd_vss.errors import (
-    ERROR_PREFIX,
     BY_CODE,
+    ERROR_PREFIX,
     VssError,
     WriterError,
     WriterLost,
@@ -51,7 +51,8 @@ def dbus_method_errors(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R
             log.exception("internal error in %s", fn.__name__)
             raise DBusError(
                 ERROR_PREFIX + "Failed",
-                f"internal error in {fn.__name__} ({type(exc).__name__}); see the service's journal",
+                f"internal error in {fn.__name__} ({type(exc).__name__}); "
+                "see the service's journal",
             ) from exc
 
     return wrapper

@@ -1,6 +1,7 @@
 """The exported objects: each method unwraps its arguments, asks the service, wraps the answer."""
 
-# dbus-fast reads the Annotated signatures at class creation: no `from __future__ import annotations`.
+# dbus-fast reads the Annotated signatures at class creation,
+# so this module has no `from __future__ import annotations`.
 
 from typing import TYPE_CHECKING
 
@@ -64,7 +65,7 @@ class ManagerInterface(ServiceInterface):
 
     @dbus_method()
     @dbus_method_errors
-    async def RegisterWriter(self, writer: ObjPath, options: Options) -> ObjPath:  # noqa: N802
+    async def RegisterWriter(self, writer: ObjPath, options: Options) -> ObjPath:
         caller = await self.exporter.callers.current()
         connection = DBusWriterConnection(self.exporter.bus, caller.bus_name, writer)
         registered = await self.service.register_writer(caller, writer, connection, unwrap(options))
@@ -72,7 +73,7 @@ class ManagerInterface(ServiceInterface):
 
     @dbus_method()
     @dbus_method_errors
-    async def UnregisterWriter(self, registration: ObjPath) -> None:  # noqa: N802
+    async def UnregisterWriter(self, registration: ObjPath) -> None:
         caller = await self.exporter.callers.current()
         number = number_from(registration, "writers")
         if number < 0:
@@ -81,16 +82,14 @@ class ManagerInterface(ServiceInterface):
 
     @dbus_method()
     @dbus_method_errors
-    async def CreateBackupSession(self, options: Options) -> ObjPath:  # noqa: N802
+    async def CreateBackupSession(self, options: Options) -> ObjPath:
         caller = await self.exporter.callers.current()
         session = self.service.create_backup_session(caller, unwrap(options))
         return session_path(session.number)
 
     @dbus_method()
     @dbus_method_errors
-    async def CreateRestoreSession(  # noqa: N802
-        self, backup_components: Str, options: Options
-    ) -> ObjPath:
+    async def CreateRestoreSession(self, backup_components: Str, options: Options) -> ObjPath:
         caller = await self.exporter.callers.current()
         self.service.require_operator(caller, "creating a restore session")
         raise VssError(
@@ -99,23 +98,23 @@ class ManagerInterface(ServiceInterface):
         )
 
     @dbus_property(access=PropertyAccess.READ)
-    def Version(self) -> Str:  # noqa: N802
+    def Version(self) -> Str:
         return __version__
 
     @dbus_property(access=PropertyAccess.READ)
-    def Writers(self) -> PathList:  # noqa: N802
+    def Writers(self) -> PathList:
         return [writer_path(w.number) for w in self.service.registry.all()]
 
     @dbus_property(access=PropertyAccess.READ)
-    def Snapshots(self) -> PathList:  # noqa: N802
+    def Snapshots(self) -> PathList:
         return self.exporter.snapshot_paths()
 
     @dbus_property(access=PropertyAccess.READ)
-    def Providers(self) -> PathList:  # noqa: N802
+    def Providers(self) -> PathList:
         return self.exporter.provider_paths()
 
     @dbus_property(access=PropertyAccess.READ)
-    def Sessions(self) -> PathList:  # noqa: N802
+    def Sessions(self) -> PathList:
         return [session_path(n) for n in self.service.sessions]
 
 
@@ -137,47 +136,47 @@ class RegisteredWriterInterface(ServiceInterface):
         )
 
     @dbus_property(access=PropertyAccess.READ)
-    def WriterId(self) -> Str:  # noqa: N802
+    def WriterId(self) -> Str:
         return self.writer.metadata.writer_id
 
     @dbus_property(access=PropertyAccess.READ)
-    def InstanceId(self) -> Str:  # noqa: N802
+    def InstanceId(self) -> Str:
         return self.writer.instance_id
 
     @dbus_property(access=PropertyAccess.READ)
-    def InstanceName(self) -> Str:  # noqa: N802
+    def InstanceName(self) -> Str:
         return self.writer.metadata.instance_name
 
     @dbus_property(access=PropertyAccess.READ)
-    def Name(self) -> Str:  # noqa: N802
+    def Name(self) -> Str:
         return self.writer.name
 
     @dbus_property(access=PropertyAccess.READ)
-    def Usage(self) -> Str:  # noqa: N802
+    def Usage(self) -> Str:
         return self.writer.metadata.usage.value
 
     @dbus_property(access=PropertyAccess.READ)
-    def Source(self) -> Str:  # noqa: N802
+    def Source(self) -> Str:
         return self.writer.metadata.source.value
 
     @dbus_property(access=PropertyAccess.READ)
-    def State(self) -> Str:  # noqa: N802
+    def State(self) -> Str:
         return self.writer.state.value
 
     @dbus_property(access=PropertyAccess.READ)
-    def LastError(self) -> Str:  # noqa: N802
+    def LastError(self) -> Str:
         return self.writer.last_error.value
 
     @dbus_property(access=PropertyAccess.READ)
-    def LastErrorMessage(self) -> Str:  # noqa: N802
+    def LastErrorMessage(self) -> Str:
         return self.writer.last_error_message
 
     @dbus_property(access=PropertyAccess.READ)
-    def Owner(self) -> Str:  # noqa: N802
+    def Owner(self) -> Str:
         return self.writer.owner
 
     @dbus_property(access=PropertyAccess.READ)
-    def Uid(self) -> UInt32:  # noqa: N802
+    def Uid(self) -> UInt32:
         return self.writer.uid
 
 
@@ -206,7 +205,7 @@ class BackupSessionInterface(ServiceInterface):
 
     @dbus_method()
     @dbus_method_errors
-    async def SetBackupState(  # noqa: N802
+    async def SetBackupState(
         self,
         select_components: Bool,
         bootable_system_state: Bool,
@@ -220,26 +219,24 @@ class BackupSessionInterface(ServiceInterface):
 
     @dbus_method()
     @dbus_method_errors
-    async def GatherWriterMetadata(self) -> StrMap:  # noqa: N802
+    async def GatherWriterMetadata(self) -> StrMap:
         return await (await self._mine()).gather_writer_metadata()
 
     @dbus_method()
     @dbus_method_errors
-    async def AddComponent(  # noqa: N802
-        self, instance_id: Str, logical_path: Str, name: Str
-    ) -> None:
+    async def AddComponent(self, instance_id: Str, logical_path: Str, name: Str) -> None:
         await (await self._mine()).add_component(instance_id, logical_path, name)
 
     @dbus_method()
     @dbus_method_errors
-    async def SetBackupOptions(  # noqa: N802
+    async def SetBackupOptions(
         self, instance_id: Str, logical_path: Str, name: Str, options: Str
     ) -> None:
         await (await self._mine()).set_backup_options(instance_id, logical_path, name, options)
 
     @dbus_method()
     @dbus_method_errors
-    async def SetPreviousBackupStamp(  # noqa: N802
+    async def SetPreviousBackupStamp(
         self, instance_id: Str, logical_path: Str, name: Str, stamp: Str
     ) -> None:
         session = await self._mine()
@@ -247,37 +244,37 @@ class BackupSessionInterface(ServiceInterface):
 
     @dbus_method()
     @dbus_method_errors
-    async def StartSnapshotSet(self) -> Str:  # noqa: N802
+    async def StartSnapshotSet(self) -> Str:
         return await (await self._mine()).start_snapshot_set()
 
     @dbus_method()
     @dbus_method_errors
-    async def AddToSnapshotSet(self, volume: Str, provider: Str) -> Str:  # noqa: N802
+    async def AddToSnapshotSet(self, volume: Str, provider: Str) -> Str:
         return await (await self._mine()).add_to_snapshot_set(volume, provider)
 
     @dbus_method()
     @dbus_method_errors
-    async def PrepareForBackup(self) -> None:  # noqa: N802
+    async def PrepareForBackup(self) -> None:
         await (await self._mine()).prepare_for_backup()
 
     @dbus_method()
     @dbus_method_errors
-    async def DoSnapshotSet(self) -> None:  # noqa: N802
+    async def DoSnapshotSet(self) -> None:
         await (await self._mine()).do_snapshot_set()
 
     @dbus_method()
     @dbus_method_errors
-    async def GatherWriterStatus(self) -> StatusList:  # noqa: N802
+    async def GatherWriterStatus(self) -> StatusList:
         return [list(row) for row in (await self._mine()).gather_writer_status()]
 
     @dbus_method()
     @dbus_method_errors
-    async def GetSnapshotProperties(self, snapshot_id: Str) -> VariantMap:  # noqa: N802
+    async def GetSnapshotProperties(self, snapshot_id: Str) -> VariantMap:
         return snapshot_properties((await self._mine()).snapshot(snapshot_id))
 
     @dbus_method()
     @dbus_method_errors
-    async def SetBackupSucceeded(  # noqa: N802
+    async def SetBackupSucceeded(
         self, instance_id: Str, logical_path: Str, name: Str, succeeded: Bool
     ) -> None:
         session = await self._mine()
@@ -285,55 +282,55 @@ class BackupSessionInterface(ServiceInterface):
 
     @dbus_method()
     @dbus_method_errors
-    async def BackupComplete(self) -> None:  # noqa: N802
+    async def BackupComplete(self) -> None:
         await (await self._mine()).backup_complete()
 
     @dbus_method()
     @dbus_method_errors
-    async def SaveAsXml(self) -> Str:  # noqa: N802
+    async def SaveAsXml(self) -> Str:
         return (await self._mine()).save_as_xml()
 
     @dbus_method()
     @dbus_method_errors
-    async def AbortBackup(self) -> None:  # noqa: N802
+    async def AbortBackup(self) -> None:
         await (await self._mine()).abort()
 
     @dbus_method()
     @dbus_method_errors
-    async def Close(self) -> None:  # noqa: N802
+    async def Close(self) -> None:
         session = await self._mine()
         await self.exporter.service.close_session(session)
 
     @dbus_property(access=PropertyAccess.READ)
-    def State(self) -> Str:  # noqa: N802
+    def State(self) -> Str:
         return self.session.state.value
 
     @dbus_property(access=PropertyAccess.READ)
-    def SnapshotSetId(self) -> Str:  # noqa: N802
+    def SnapshotSetId(self) -> Str:
         return self.session.snapshot_set_id
 
     @dbus_property(access=PropertyAccess.READ)
-    def BackupType(self) -> Str:  # noqa: N802
+    def BackupType(self) -> Str:
         return self.session.backup_type.value
 
     @dbus_property(access=PropertyAccess.READ)
-    def Context(self) -> Str:  # noqa: N802
+    def Context(self) -> Str:
         return self.session.context.value
 
     @dbus_property(access=PropertyAccess.READ)
-    def Owner(self) -> Str:  # noqa: N802
+    def Owner(self) -> Str:
         return self.session.owner.bus_name
 
     @dbus_property(access=PropertyAccess.READ)
-    def FreezeWindowUsec(self) -> UInt64:  # noqa: N802
+    def FreezeWindowUsec(self) -> UInt64:
         return int(self.session.timing.freeze_window_ms * 1000)
 
     @dbus_property(access=PropertyAccess.READ)
-    def CommitWindowUsec(self) -> UInt64:  # noqa: N802
+    def CommitWindowUsec(self) -> UInt64:
         return int(self.session.timing.commit_window_ms * 1000)
 
     @dbus_signal()
-    def PhaseChanged(self, phase: str) -> Str:  # noqa: N802
+    def PhaseChanged(self, phase: str) -> Str:
         return phase
 
 
@@ -351,61 +348,61 @@ class SnapshotInterface(ServiceInterface):
 
     @dbus_method()
     @dbus_method_errors
-    async def Delete(self, options: Options) -> None:  # noqa: N802
+    async def Delete(self, options: Options) -> None:
         caller = await self.exporter.callers.current()
         await self.exporter.service.delete_snapshot(caller, self.record, unwrap(options))
 
     @dbus_method()
     @dbus_method_errors
-    async def Expose(self, mount_point: Str, options: Options) -> Str:  # noqa: N802
+    async def Expose(self, mount_point: Str, options: Options) -> Str:
         caller = await self.exporter.callers.current()
         service = self.exporter.service
         return await service.expose_snapshot(caller, self.record, mount_point, unwrap(options))
 
     @dbus_method()
     @dbus_method_errors
-    async def Unexpose(self, options: Options) -> None:  # noqa: N802
+    async def Unexpose(self, options: Options) -> None:
         caller = await self.exporter.callers.current()
         await self.exporter.service.unexpose_snapshot(caller, self.record, unwrap(options))
 
     @dbus_property(access=PropertyAccess.READ)
-    def Id(self) -> Str:  # noqa: N802
+    def Id(self) -> Str:
         return self.record.id
 
     @dbus_property(access=PropertyAccess.READ)
-    def SnapshotSetId(self) -> Str:  # noqa: N802
+    def SnapshotSetId(self) -> Str:
         return self.record.snapshot_set_id
 
     @dbus_property(access=PropertyAccess.READ)
-    def Volume(self) -> Str:  # noqa: N802
+    def Volume(self) -> Str:
         return self.record.volume
 
     @dbus_property(access=PropertyAccess.READ)
-    def Provider(self) -> Str:  # noqa: N802
+    def Provider(self) -> Str:
         return self.record.provider
 
     @dbus_property(access=PropertyAccess.READ)
-    def DevicePath(self) -> Str:  # noqa: N802
+    def DevicePath(self) -> Str:
         return self.record.device_path
 
     @dbus_property(access=PropertyAccess.READ)
-    def ExposedPath(self) -> Str:  # noqa: N802
+    def ExposedPath(self) -> Str:
         return self.record.exposed_path
 
     @dbus_property(access=PropertyAccess.READ)
-    def CreationTime(self) -> UInt64:  # noqa: N802
+    def CreationTime(self) -> UInt64:
         return self.record.creation_time_us
 
     @dbus_property(access=PropertyAccess.READ)
-    def Persistent(self) -> Bool:  # noqa: N802
+    def Persistent(self) -> Bool:
         return self.record.persistent
 
     @dbus_property(access=PropertyAccess.READ)
-    def State(self) -> Str:  # noqa: N802
+    def State(self) -> Str:
         return self.record.state.value
 
     @dbus_property(access=PropertyAccess.READ)
-    def StateReason(self) -> Str:  # noqa: N802
+    def StateReason(self) -> Str:
         return self.record.state_reason
 
 
@@ -415,22 +412,21 @@ class ProviderInterface(ServiceInterface):
         self.provider = provider
 
     @dbus_property(access=PropertyAccess.READ)
-    def Name(self) -> Str:  # noqa: N802
+    def Name(self) -> Str:
         return self.provider.name
 
     @dbus_property(access=PropertyAccess.READ)
-    def Type(self) -> Str:  # noqa: N802
+    def Type(self) -> Str:
         return self.provider.type.value
 
     @dbus_property(access=PropertyAccess.READ)
-    def Version(self) -> Str:  # noqa: N802
+    def Version(self) -> Str:
         return self.provider.version
 
     @dbus_property(access=PropertyAccess.READ)
-    def Available(self) -> Bool:  # noqa: N802
+    def Available(self) -> Bool:
         return self.provider.availability().available
 
     @dbus_property(access=PropertyAccess.READ)
-    def UnavailableReason(self) -> Str:  # noqa: N802
+    def UnavailableReason(self) -> Str:
         return self.provider.availability().reason
-

@@ -35,7 +35,9 @@ class DBusWriterConnection:
         try:
             reply = await self.bus.call(msg)
         except (EOFError, ConnectionError) as exc:
-            raise WriterLost(f"the daemon's bus connection failed calling {self._who()}: {exc}") from exc
+            raise WriterLost(
+                f"the daemon's bus connection failed calling {self._who()}: {exc}"
+            ) from exc
         if reply is None:
             raise WriterLost(f"no reply from {self._who()}")
         if reply.message_type is MessageType.ERROR:

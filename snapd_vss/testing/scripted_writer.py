@@ -4,7 +4,8 @@
         [--hang-in EVENT] [--veto-in EVENT=ERROR] [--delay-in EVENT=SECONDS] \\
         [--events FILE] [--freeze-timeout-ms N] [--annotate TEXT]
 
-EVENT is a callback name without ``on_`` (identify_again = OnIdentify after the first, prepare_backup, prepare_for_freeze,
+EVENT is a callback name without ``on_`` (identify_again = OnIdentify after the first,
+prepare_backup, prepare_for_freeze,
 freeze, thaw, post_snapshot, abort, backup_complete, backup_shutdown); ERROR one of
 retryable, non_retryable, inconsistent_snapshot, out_of_resources. Every callback the
 writer receives is appended to FILE as one line ``EVENT SNAPSHOT_SET_ID`` (flushed), so a
@@ -18,7 +19,7 @@ import asyncio
 import os
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from snapd_vss.errors import (
     WriterError,
@@ -80,7 +81,9 @@ class ScriptedWriter(Writer):
         await self._script("prepare_backup", "")
         if self.args.annotate:
             for component in backup.components:
-                backup.set_backup_metadata(component.logical_path, component.name, self.args.annotate)
+                backup.set_backup_metadata(
+                    component.logical_path, component.name, self.args.annotate
+                )
 
     async def on_prepare_for_freeze(self, snapshot_set_id: str, volumes: list[str]) -> None:
         await self._script("prepare_for_freeze", snapshot_set_id)
@@ -91,7 +94,7 @@ class ScriptedWriter(Writer):
     async def on_thaw(self, snapshot_set_id: str) -> None:
         await self._script("thaw", snapshot_set_id)
 
-    async def on_post_snapshot(self, snapshot_set_id: str, snapshots: object) -> None:  # type: ignore[override]
+    async def on_post_snapshot(self, snapshot_set_id: str, snapshots: Mapping[str, str]) -> None:
         await self._script("post_snapshot", snapshot_set_id)
 
     async def on_abort(self, snapshot_set_id: str) -> None:
