@@ -118,6 +118,12 @@ ensure_user() {
     useradd --no-create-home --shell /usr/sbin/nologin -K UID_MIN=1000 --user-group "$@" "$name"
 }
 
+# Two runs at once (two ./run test) would race in apt and pip: take turns.
+LOCK_DIR=/run/lock
+[ -d "$LOCK_DIR" ] || LOCK_DIR=/tmp
+exec 9>"$LOCK_DIR/snapd-vss-setup.lock"
+flock 9
+
 install_debian_packages
 make_venv
 install_project
