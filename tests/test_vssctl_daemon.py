@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -402,3 +404,81 @@ def test_a_plain_user_may_list_but_not_create(
     assert denied.returncode == 7, denied
     assert denied.stderr.strip().endswith("(org.snapdvss.Vss1.Error.AccessDenied)")
     assert vssctl("list", "snapshots", "--json").json() == []
+
+
+# -- exec and signals --
+
+SLEEPER = """
+import pathlib, sys, time
+pathlib.Path(sys.argv[1]).write_text("running")
+time.sleep(600)
+"""
+
+
+def _start_exec(vssctl: Vssctl, volume: str, marker: Path) -> subprocess.Popen[str]:
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    return subprocess.Popen(
+        vssctl.argv(["exec", volume, "--", sys.executable, "-c", SLEEPER, str(marker)]),
+        env=env,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own group, so cleanup can reach the command too
+    )
+
+
+def _wait_for(predicate: Callable[[], bool], what: str, timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"gave up waiting for {what}")
+        time.sleep(0.05)
+
+
+def _kill_group(process: subprocess.Popen[str]) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait(30)
+
+
+def test_sigterm_to_exec_reaches_the_command_and_closes_the_session(
+    vssctl: Vssctl, btrfs_volume: LoopFs, scripted_writers: WriterFactory, tmp_path: Path
+) -> None:
+    writer = _writer(scripted_writers, vssctl, "w1", _data(btrfs_volume, "w1"))
+    marker = tmp_path / "running"
+    process = _start_exec(vssctl, btrfs_volume.mount_point, marker)
+    try:
+        _wait_for(lambda: marker.exists() or process.poll() is not None, "the command to start")
+        assert marker.exists(), process.communicate()
+        assert len(vssctl("list", "snapshots", "--json").json()) == 1  # type: ignore[arg-type]
+        process.send_signal(signal.SIGTERM)  # to vssctl only
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        _kill_group(process)
+    assert process.returncode == 128 + signal.SIGTERM, stderr
+    assert "marking the backup failed" in stderr
+    writer.wait_for_event("backup_shutdown")
+    assert "backup_complete" in writer.events()
+    assert vssctl("list", "snapshots", "--json").json() == []
+
+
+def test_a_killed_vssctl_leaves_no_snapshot_behind(
+    vssctl: Vssctl, btrfs_volume: LoopFs, scripted_writers: WriterFactory, tmp_path: Path
+) -> None:
+    writer = _writer(scripted_writers, vssctl, "w1", _data(btrfs_volume, "w1"))
+    marker = tmp_path / "running"
+    process = _start_exec(vssctl, btrfs_volume.mount_point, marker)
+    try:
+        _wait_for(lambda: marker.exists() or process.poll() is not None, "the command to start")
+        assert marker.exists(), process.communicate()
+        process.kill()  # vssctl only: its connection drops, the service aborts the session
+        process.wait(30)
+        _wait_for(
+            lambda: vssctl("list", "snapshots", "--json").json() == [],
+            "the service to release the snapshot of the dead session",
+        )
+    finally:
+        _kill_group(process)
+    writer.wait_for_event("abort")  # the requestor went away mid-session
+    assert "backup_complete" not in writer.events()
