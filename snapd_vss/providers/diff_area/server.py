@@ -13,8 +13,9 @@ The FUSE mount (``RUN_DIR/fuse``) holds::
 
 The engine runs on the trio thread itself: the kernel sends a loop device's requests one
 at a time anyway, and serialising them keeps the copy-on-write decisions race-free.
-The live volume file is opened ``direct_io`` so the kernel does not cache the image a
-second time below the loop device's own cache.
+The live volume file is cached by the kernel (not ``direct_io``): every write reaches
+it through the kernel, so the cache stays coherent, and sequential reads measured 2-3x
+faster than with ``direct_io`` (at the price of caching the image twice).
 """
 
 from __future__ import annotations
@@ -135,7 +136,7 @@ class VolumeFs(pyfuse3.Operations):
 
     async def open(self, inode: int, flags: int, ctx: pyfuse3.RequestContext) -> pyfuse3.FileInfo:
         if inode == VOLUME_INODE:
-            return pyfuse3.FileInfo(fh=inode, direct_io=True)
+            return pyfuse3.FileInfo(fh=inode, direct_io=False, keep_cache=True)
         self._attrs(inode)  # ENOENT unless a valid snapshot
         if flags & (os.O_WRONLY | os.O_RDWR | os.O_TRUNC | os.O_APPEND):
             raise pyfuse3.FUSEError(errno.EROFS)
