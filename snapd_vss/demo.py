@@ -370,6 +370,25 @@ def _ignore_signals() -> None:
         signal.signal(signum, signal.SIG_IGN)
 
 
+@contextlib.contextmanager
+def _signals_deferred() -> Iterator[None]:
+    """Hold SIGINT/SIGTERM back while starting something, so it is never half-started
+    and unknown to the teardown; raise :class:`Interrupted` afterwards if one came."""
+    received: list[int] = []
+
+    def note(signum: int, frame: FrameType | None) -> None:
+        received.append(signum)
+
+    previous = {s: signal.signal(s, note) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    if received:
+        raise Interrupted(signal.Signals(received[0]).name)
+
+
 def _make_volume(stack: contextlib.ExitStack, size_mb: int, workdir: str) -> LoopFs:
     """A btrfs volume on a loop device; retried, since loop devices are shared with others."""
     for attempt in range(3):
@@ -398,44 +417,56 @@ async def _run_with_signals(demo: Demo) -> bool:
 
 
 def run_demo(story: Story, size_mb: int, workdir: str) -> bool:
+    """Set everything up, run the backup, tear everything down (also on failure)."""
     with contextlib.ExitStack() as stack:
-        temp = Path(tempfile.mkdtemp(prefix="snapd-vss-demo-"))
-        stack.callback(shutil.rmtree, temp, ignore_errors=True)
-        stack.callback(unmount_all, str(temp))  # anything left mounted below it
-        bus = stack.enter_context(PrivateBus())
-        story.say("bus", f"private system bus at {bus.address} (pid {bus.pid})")
-        volume = _make_volume(stack, size_mb, workdir)
-        story.say(
-            "volume", f"btrfs on {volume.device} ({volume.image}), mounted at {volume.mount_point}"
-        )
-        daemon = VssDaemon(bus.address, temp / "daemon", DaemonTimeouts(10.0, 5.0, 10.0, 5.0))
-        stack.callback(unmount_all, str(daemon.workdir))  # exposures of an aborted session
-        stack.callback(_stop_daemon, daemon)
-        daemon.start()
-        story.say(
-            "daemon",
-            f"snapd-vssd (pid {daemon.pid}) READY after {daemon.ready_after_s * 1000:.0f} ms",
-        )
-        writer = WriterProcess(
-            Path(volume.mount_point) / "ledger" / "ledger.db", temp / "writer.log", bus.address
-        )
-        stack.callback(writer.stop)
-        writer.start()
-        story.say(
-            "writer", f"example SQLite writer started (pid {writer.pid}), database {writer.db_path}"
-        )
-        backup_dir = temp / "backup"
-        backup_dir.mkdir()
-        stack.callback(_ignore_signals)  # runs first on the way out: let the teardown finish
-        demo = Demo(story, bus, volume, writer, backup_dir)
         try:
-            passed = asyncio.run(_run_with_signals(demo))
-        except asyncio.CancelledError:
-            raise Interrupted("SIGTERM") from None
+            return _set_up_and_run(story, stack, size_mb, workdir)
         finally:
-            signal.signal(signal.SIGTERM, _raise_interrupted)
-        story.say("cleanup", "stopping the writer, the daemon and the bus; removing the volume")
-        return passed
+            _ignore_signals()  # let the teardown below finish; main() restores them
+
+
+def _set_up_and_run(story: Story, stack: contextlib.ExitStack, size_mb: int, workdir: str) -> bool:
+    temp = Path(tempfile.mkdtemp(prefix="snapd-vss-demo-"))
+    stack.callback(shutil.rmtree, temp, ignore_errors=True)
+    stack.callback(unmount_all, str(temp))  # anything left mounted below it
+    bus = PrivateBus()
+    stack.callback(bus.stop)
+    with _signals_deferred():
+        bus.start()
+    story.say("bus", f"private system bus at {bus.address} (pid {bus.pid})")
+    with _signals_deferred():
+        volume = _make_volume(stack, size_mb, workdir)
+    story.say(
+        "volume", f"btrfs on {volume.device} ({volume.image}), mounted at {volume.mount_point}"
+    )
+    daemon = VssDaemon(bus.address, temp / "daemon", DaemonTimeouts(10.0, 5.0, 10.0, 5.0))
+    stack.callback(unmount_all, str(daemon.workdir))  # exposures of an aborted session
+    stack.callback(_stop_daemon, daemon)
+    with _signals_deferred():
+        daemon.start()
+    story.say(
+        "daemon", f"snapd-vssd (pid {daemon.pid}) READY after {daemon.ready_after_s * 1000:.0f} ms"
+    )
+    writer = WriterProcess(
+        Path(volume.mount_point) / "ledger" / "ledger.db", temp / "writer.log", bus.address
+    )
+    stack.callback(writer.stop)
+    with _signals_deferred():
+        writer.start()
+    story.say(
+        "writer", f"example SQLite writer started (pid {writer.pid}), database {writer.db_path}"
+    )
+    backup_dir = temp / "backup"
+    backup_dir.mkdir()
+    demo = Demo(story, bus, volume, writer, backup_dir)
+    try:
+        passed = asyncio.run(_run_with_signals(demo))
+    except asyncio.CancelledError:
+        raise Interrupted("SIGTERM") from None
+    finally:
+        signal.signal(signal.SIGTERM, _raise_interrupted)  # the loop reset it
+    story.say("cleanup", "stopping the writer, the daemon and the bus; removing the volume")
+    return passed
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -454,11 +485,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if os.geteuid() != 0:
         story.result(False, "the demo makes a loop device and mounts btrfs: run it as root")
         return 2
+    previous_int = signal.getsignal(signal.SIGINT)
     previous_term = signal.signal(signal.SIGTERM, _raise_interrupted)
     try:
         passed = run_demo(story, args.size_mb, args.workdir)
     except (KeyboardInterrupt, Interrupted) as exc:
-        story.result(False, f"interrupted ({exc or 'SIGINT'}); everything was cleaned up")
+        story.result(False, f"interrupted ({str(exc) or 'SIGINT'}); everything was cleaned up")
         return 130
     except (VssError, TimeoutError) as exc:
         message = exc.message if isinstance(exc, VssError) else "the backup took too long"
@@ -466,7 +498,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     finally:
         signal.signal(signal.SIGTERM, previous_term)
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGINT, previous_int)
     if passed:
         story.result(
             True, "the copy is intact and transaction-consistent: exactly the frozen state"
