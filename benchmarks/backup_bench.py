@@ -128,6 +128,7 @@ class BenchReport:
     event: EventCost = field(default_factory=EventCost)
     daemon: DaemonFigures = field(default_factory=DaemonFigures)
     max_in_flight: int = 64
+    repeats: int = 0
     total_s: float = 0.0
 
     def run_for(self, writers: int, hosting: str = "farm") -> WindowRun | None:
@@ -415,7 +416,7 @@ def run_backup_bench(
     """Measure everything in one run (needs root); returns the figures."""
     if os.geteuid() != 0:
         raise PermissionError("the benchmark makes loop devices and mounts btrfs: run it as root")
-    report = BenchReport()
+    report = BenchReport(repeats=repeats)
     began = time.perf_counter()
     with contextlib.ExitStack() as stack:
         temp = stack.enter_context(_temp_dir("snapd-vss-bench-"))
@@ -467,7 +468,8 @@ def _hosting(run: WindowRun) -> str:
     return f"{run.writers} process{'es' if run.writers > 1 else ''}"
 
 
-def markdown(report: BenchReport, repeats: int) -> str:
+def markdown(report: BenchReport) -> str:
+    repeats = report.repeats
     lines = [
         "### Backup on btrfs: freeze and commit windows (`benchmarks/backup_bench.py`)",
         "",
@@ -580,7 +582,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.dir,
         args.max_in_flight,
     )
-    text = markdown(report, args.repeats)
+    text = markdown(report)
     print(text)
     write_results(text, args.out)
     print(f"(written to {args.out})")
