@@ -6,8 +6,11 @@ the venv's Python and a tiny dbus-fast peer program written to a world-readable 
 
 import asyncio
 import json
+import os
 import shutil
 import stat
+import subprocess
+import sys
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -22,10 +25,12 @@ from dbus_fast.service import PropertyAccess, ServiceInterface, dbus_property, m
 
 from snapd_vss.testing.bus import (
     BUS_NAME,
+    REPO_ROOT,
     VENV_PYTHON,
     LocalUser,
     PrivateBus,
     as_user_argv,
+    remove_stale_buses,
     run_as,
 )
 
@@ -196,6 +201,24 @@ def test_private_bus_is_reachable_by_everyone_and_cleans_up() -> None:
     assert not directory.exists()
     assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text()
     bus.stop()  # a second stop is harmless
+
+
+def test_buses_left_by_a_killed_run_are_removed() -> None:
+    # A process that starts a bus and dies without stopping it (as a SIGKILLed pytest).
+    code = (
+        "import os\nfrom snapd_vss.testing.bus import PrivateBus\n"
+        "bus = PrivateBus().start()\nprint(bus.directory, bus.pid, flush=True)\nos._exit(0)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+    )
+    directory, pid = done.stdout.split()
+    assert Path(directory).is_dir() and Path(f"/proc/{pid}").exists()
+    assert Path(directory) in remove_stale_buses()
+    assert not Path(directory).exists()
+    stat_file = Path(f"/proc/{pid}/stat")
+    assert not stat_file.exists() or stat_file.read_text().rsplit(")", 1)[1].split()[0] == "Z"
 
 
 def test_nonroot_user_cannot_own_the_service_name(

@@ -38,6 +38,7 @@ SHIPPED_POLICY = REPO_ROOT / "dbus" / "org.snapdvss.Vss1.conf"
 VENV = Path(os.environ.get("SNAPD_VSS_VENV", "/opt/snapd-vss/venv"))
 VENV_PYTHON = VENV / "bin" / "python"
 BUS_NAME = "org.snapdvss.Vss1"
+BUS_DIR_PREFIX = "snapd-vss-bus-"
 
 # The test accounts scripts/setup.sh creates: two plain users and one backup operator.
 TEST_USER = "vsstest"
@@ -160,9 +161,11 @@ class PrivateBus:
         for path in self.policy_files:
             if not path.is_file():
                 raise Failed(f"bus policy file {path} does not exist")
-        self.directory = Path(tempfile.mkdtemp(prefix="snapd-vss-bus-"))
+        remove_stale_buses()
+        self.directory = Path(tempfile.mkdtemp(prefix=BUS_DIR_PREFIX))
         # As /run/dbus: anyone may reach the socket (the daemon makes it 0777).
         self.directory.chmod(0o755)
+        (self.directory / "creator.pid").write_text(f"{os.getpid()}\n")
         self.config_path.write_text(
             bus_config(self.socket_path, self.policy_files, self.extra_policy, self.limits)
         )
@@ -193,6 +196,7 @@ class PrivateBus:
                 f"{done.stderr.strip() or done.stdout.strip()}"
             )
         self.address, self.pid = lines[0], int(lines[1])
+        (self.directory / "daemon.pid").write_text(f"{self.pid}\n")
         return self
 
     def env(self, base: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -238,18 +242,53 @@ class PrivateBus:
         self.stop()
 
 
+def remove_stale_buses(parent: Path | None = None) -> list[Path]:
+    """Stop the private buses whose creator process is gone (a test run that was killed
+    before it could clean up) and remove their directories; returns what was removed."""
+    parent = Path(tempfile.gettempdir()) if parent is None else parent
+    removed = []
+    for directory in parent.glob(BUS_DIR_PREFIX + "*"):
+        creator = _read_pid(directory / "creator.pid")
+        if creator is None or _alive(creator):
+            continue
+        stale = PrivateBus()
+        stale.directory = directory
+        stale.pid = _read_pid(directory / "daemon.pid") or 0
+        stale.stop()
+        removed.append(directory)
+    return removed
+
+
+def _read_pid(path: Path) -> int | None:
+    try:
+        return int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return not _wait_gone(pid, timeout=0)
+
+
 def _wait_gone(pid: int, timeout: float) -> bool:
     """Wait until ``pid`` has exited (a zombie counts as exited); True if it did."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    while True:
         try:
             stat = Path(f"/proc/{pid}/stat").read_text()
         except OSError:
             return True
         if stat.rsplit(")", 1)[1].split()[0] == "Z":
             return True
+        if time.monotonic() >= deadline:
+            return False
         time.sleep(0.02)
-    return False
 
 
 @dataclass(frozen=True)
