@@ -7,6 +7,7 @@ PrepareForBackup -> DoSnapshotSet -> SetBackupSucceeded -> BackupComplete -> Clo
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
@@ -134,6 +135,27 @@ class BackupSession:
             return [g.writer for g in self.gathered.values() if not g.writer.state.failed]
         selected = {w.instance_id for w in self.document.writers if w.components}
         return [g.writer for g in self.gathered.values() if g.writer.instance_id in selected]
+
+    def view_for(self, instance_id: str) -> BackupComponents:
+        """The document as one writer sees it: everything but the other writers' elements.
+
+        A writer may only annotate its own components, and must not learn what other
+        writers (possibly other users' services) store; it also keeps each message small.
+        """
+        view = copy.deepcopy(self.document)
+        view.writers = [w for w in view.writers if w.instance_id == instance_id]
+        return view
+
+    def _merge_writer_answer(self, writer: RegisteredWriter, answer: str) -> None:
+        """Take the permitted changes of ``writer``'s returned document into the session's."""
+        updated = apply_writer_changes(
+            self.view_for(writer.instance_id), answer, writer.instance_id, writer.name
+        )
+        own = updated.writer(writer.instance_id)
+        self.document.writers = [
+            own if own is not None and w.instance_id == writer.instance_id else w
+            for w in self.document.writers
+        ]
 
     def _fanout_timeout(self) -> float:
         return self.service.settings.writer_call_s
@@ -296,20 +318,18 @@ class BackupSession:
     async def _prepare(self) -> None:
         self._require("PrepareForBackup", S.SNAPSHOT_SET_STARTED)
         writers = self._involved()
-        doc_xml = self.document.to_xml()
-        results = await self.service.fanout.call_all(
+        views = {w.instance_id: self.view_for(w.instance_id).to_xml() for w in writers}
+        results = await self.service.fanout.call_all_each(
             writers,
             WriterEvent.PREPARE_BACKUP,
-            lambda c: c.prepare_backup(doc_xml),
+            lambda w: lambda c: c.prepare_backup(views[w.instance_id]),
             self._fanout_timeout(),
         )
         for result in results:
             if result.value is None:
                 continue
             try:
-                self.document = apply_writer_changes(
-                    self.document, result.value, result.writer.instance_id, result.writer.name
-                )
+                self._merge_writer_answer(result.writer, result.value)
             except VssError as exc:
                 error = WriterError(
                     f"{result.writer.describe()} changed the document in a way it may not: "
@@ -409,11 +429,11 @@ class BackupSession:
         writers = [w for w in self._involved() if not w.state.failed]
         for writer in writers:
             writer.set_state(WriterState.WAITING_FOR_BACKUP_COMPLETE)
-        doc_xml = self.document.to_xml()
-        results = await self.service.fanout.call_all(
+        views = {w.instance_id: self.view_for(w.instance_id).to_xml() for w in writers}
+        results = await self.service.fanout.call_all_each(
             writers,
             WriterEvent.BACKUP_COMPLETE,
-            lambda c: c.backup_complete(doc_xml),
+            lambda w: lambda c: c.backup_complete(views[w.instance_id]),
             self._fanout_timeout(),
         )
         for result in results:

@@ -173,8 +173,21 @@ class WriterFanout:
         call: Callable[[WriterConnection], Awaitable[T]],
         timeout_s: float,
     ) -> list[CallResult[T]]:
+        """The same call to every writer."""
+        return await self.call_all_each(writers, event, lambda _w: call, timeout_s)
+
+    async def call_all_each(
+        self,
+        writers: Iterable[RegisteredWriter],
+        event: WriterEvent,
+        call_for: Callable[[RegisteredWriter], Callable[[WriterConnection], Awaitable[T]]],
+        timeout_s: float,
+    ) -> list[CallResult[T]]:
+        """A call made for each writer (e.g. with its own view of the document)."""
         return list(
-            await asyncio.gather(*(self.call_one(w, event, call, timeout_s) for w in writers))
+            await asyncio.gather(
+                *(self.call_one(w, event, call_for(w), timeout_s) for w in writers)
+            )
         )
 
 

@@ -10,8 +10,7 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from dbus_fast import BusType, Message, MessageType
-from dbus_fast.aio import MessageBus
+from dbus_fast import Message, MessageType
 from dbus_fast.constants import NameFlag, RequestNameReply
 
 from snapd_vss import BUS_NAME, __version__
@@ -20,6 +19,7 @@ from snapd_vss.coordinator.service import Service
 from snapd_vss.coordinator.settings import Settings
 from snapd_vss.errors import VssError
 from snapd_vss.freeze import thaw_leftovers
+from snapd_vss.ipc.bus import connect
 from snapd_vss.ipc.caller import remember_sender
 from snapd_vss.ipc.exporter import Exporter
 from snapd_vss.logs import setup_logging
@@ -69,11 +69,6 @@ class Daemon:
         self._tasks: set[asyncio.Task[None]] = set()
         self._stop = asyncio.Event()
 
-    async def _connect(self) -> MessageBus:
-        if self.bus_address:
-            return await MessageBus(bus_address=self.bus_address).connect()
-        return await MessageBus(bus_type=BusType.SYSTEM).connect()
-
     def _on_message(self, msg: Message) -> None:
         remember_sender(msg)
         if msg.message_type is MessageType.SIGNAL:
@@ -85,7 +80,7 @@ class Daemon:
 
     async def run(self) -> int:
         self.notifier.status("Starting: connecting to the bus")
-        bus = await self._connect()
+        bus = await connect(self.bus_address)
         self.exporter = Exporter(bus, self.service)
         self.service.set_listener(self.exporter)
         bus.add_message_handler(self._on_message)
