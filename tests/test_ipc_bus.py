@@ -22,7 +22,7 @@ class Sink(ServiceInterface):
         self.received = 0
 
     @dbus_method()
-    async def OnBackupComplete(self, backup_components: DBusStr) -> None:  # noqa: N802
+    async def OnBackupComplete(self, backup_components: DBusStr) -> None:
         self.received += 1
 
 
