@@ -66,6 +66,7 @@ class Service:
         for mount in thawed:
             log.warning("thawed %s, left frozen by a previous run", mount)
         for provider in self.providers.all():
+            provider.invalidated = self._snapshot_invalidated
             if provider.availability().available:
                 await provider.startup()
         await self.snapshots.recover()
@@ -215,6 +216,15 @@ class Service:
         self.require_operator(caller, "unexposing a snapshot")
         check_options(options, {}, "Unexpose")
         await self.snapshots.unexpose(record)
+
+    def _snapshot_invalidated(self, snapshot_id: str, reason: str) -> None:
+        """A provider lost a snapshot by itself: keep it listed as INVALID, with the reason."""
+        try:
+            record = self.snapshots.get(snapshot_id)
+        except NotFound:
+            log.warning("provider reported unknown snapshot %s lost: %s", snapshot_id, reason)
+            return
+        self.snapshots.invalidate(record, reason)
 
     # -- connections ---------------------------------------------------------------------
 

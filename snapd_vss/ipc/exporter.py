@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+
 from dbus_fast import Message
 from dbus_fast.aio import MessageBus
 from dbus_fast.service import ServiceInterface
@@ -20,6 +22,23 @@ from snapd_vss.ipc.objects import (
 )
 from snapd_vss.ipc.paths import provider_path, session_path, snapshot_path, writer_path
 from snapd_vss.model import SnapshotRecord
+from snapd_vss.providers.base import Provider
+
+
+def provider_interfaces(provider: Provider, exporter: Exporter) -> list[ServiceInterface]:
+    """A provider's own management interfaces (e.g. ``org.snapdvss.Vss1.DiffArea``).
+
+    They live in ``snapd_vss/ipc/provider_<name>.py``, which defines
+    ``interfaces(provider, exporter) -> list[ServiceInterface]``; no such module, none.
+    """
+    try:
+        module = importlib.import_module(f"snapd_vss.ipc.provider_{provider.name}")
+    except ModuleNotFoundError as exc:
+        if exc.name == f"snapd_vss.ipc.provider_{provider.name}":
+            return []
+        raise
+    made: list[ServiceInterface] = module.interfaces(provider, exporter)
+    return made
 
 
 class Exporter:
@@ -39,6 +58,8 @@ class Exporter:
             iface = ProviderInterface(provider)
             self._providers[provider.name] = iface
             self.bus.export(provider_path(provider.name), iface)
+            for extra in provider_interfaces(provider, self):
+                self.bus.export(provider_path(provider.name), extra)
         for record in self.service.snapshots.all():
             self.snapshot_added(record)
 

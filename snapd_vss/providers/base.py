@@ -17,6 +17,7 @@ a message that names the volume and the backend's own words.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -38,6 +39,10 @@ class ProviderContext:
     runtime_dir: str  # runtime ($RUNTIME_DIRECTORY); exposed snapshots go below it
 
 
+def _ignore(snapshot_id: str, reason: str) -> None:
+    return None
+
+
 class Provider(ABC):
     name: ClassVar[str]
     type: ClassVar[ProviderType] = ProviderType.SOFTWARE
@@ -45,6 +50,10 @@ class Provider(ABC):
 
     def __init__(self, context: ProviderContext) -> None:
         self.context = context
+        self.invalidated: Callable[[str, str], None] = _ignore
+        """Call ``invalidated(snapshot_id, reason)`` when the backend lost a snapshot on its
+        own (e.g. a full diff area dropped it); the service marks it INVALID, logs it and
+        announces it. Set by the service before :meth:`startup`."""
 
     @abstractmethod
     def availability(self) -> Availability:
