@@ -173,6 +173,25 @@ API: dict[str, tuple[list[Method], dict[str, str], dict[str, tuple[tuple[str, st
         {"Name": "s", "Type": "s", "Version": "s", "Available": "b", "UnavailableReason": "s"},
         {},
     ),
+    # A provider-specific interface beside Provider (API.md allows them).
+    "DiffArea": (
+        [
+            (
+                "AttachVolume",
+                (("image", "s"), ("diff_area_dir", "s"), ("options", "a{sv}")),
+                (("device", "s"),),
+            ),
+            ("DetachVolume", (("image_or_name", "s"), ("options", "a{sv}")), ()),
+            (
+                "ResizeDiffArea",
+                (("volume", "s"), ("max_bytes", "t"), ("options", "a{sv}")),
+                (),
+            ),
+            ("ListVolumes", (), (("volumes", "aa{sv}"),)),
+        ],
+        {"Volumes": "as", "DefaultChunkSize": "u", "DefaultPolicy": "s"},
+        {"SnapshotDropped": (("snapshot_id", "s"), ("reason", "s"))},
+    ),
 }
 
 

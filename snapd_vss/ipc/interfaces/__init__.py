@@ -25,6 +25,7 @@ INTERFACE_NAMES: tuple[str, ...] = (
     "RestoreSession",
     "Snapshot",
     "Provider",
+    "DiffArea",
 )
 
 
