@@ -7,36 +7,25 @@ PrepareForBackup -> DoSnapshotSet -> SetBackupSucceeded -> BackupComplete -> Clo
 from __future__ import annotations
 
 import asyncio
-import copy
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, TypeVar
+from typing import ClassVar, TypeVar
 
-from snapd_vss.coordinator.settings import Caller
+from snapd_vss.coordinator.session_base import SessionCore
 from snapd_vss.coordinator.snapshot_set import SnapshotSetRun
-from snapd_vss.coordinator.writers import CallResult, RegisteredWriter
+from snapd_vss.coordinator.writers import RegisteredWriter
 from snapd_vss.documents.backup_components import (
-    MAX_FAILURE_MESSAGE_CHARS,
-    MAX_FAILURES_PER_COMPONENT,
-    BackupComponents,
     ComponentEntry,
-    ComponentFailure,
     SnapshotEntry,
     WriterEntry,
-    apply_writer_changes,
 )
-from snapd_vss.documents.writer_metadata import WriterMetadata, parse_writer_metadata
 from snapd_vss.errors import (
-    AccessDenied,
     InvalidArgs,
     InvalidState,
     NotFound,
     SnapshotSetInProgress,
-    VssError,
-    WriterError,
 )
 from snapd_vss.model import SnapshotRecord
 from snapd_vss.vocabulary import (
@@ -48,20 +37,11 @@ from snapd_vss.vocabulary import (
 )
 from snapd_vss.volumes import resolve_volume
 
-if TYPE_CHECKING:
-    from snapd_vss.coordinator.service import Service
-
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 S = SessionState
 BEFORE_PREPARE = (S.CREATED, S.METADATA_GATHERED, S.SNAPSHOT_SET_STARTED)
-
-
-@dataclass
-class Gathered:
-    writer: RegisteredWriter
-    metadata: WriterMetadata
 
 
 @dataclass
@@ -71,25 +51,19 @@ class Timing:
 
 
 @dataclass
-class BackupSession:
-    service: Service
-    number: int
-    owner: Caller
+class BackupSession(SessionCore):
     context: Context = Context.BACKUP
     wait_for_snapshot_set: bool = True
     state: SessionState = SessionState.CREATED
-    document: BackupComponents = field(default_factory=BackupComponents)
-    gathered: dict[str, Gathered] = field(default_factory=dict)
     snapshots: list[SnapshotRecord] = field(default_factory=list)
     timing: Timing = field(default_factory=Timing)
-    _busy: asyncio.Lock = field(default_factory=asyncio.Lock)
     _operation: asyncio.Task[None] | None = None
+
+    kind: ClassVar[str] = "backup session"
 
     def __post_init__(self) -> None:
         self.document.context = self.context
         self.document.created_at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-    # -- helpers -------------------------------------------------------------------------
 
     @property
     def snapshot_set_id(self) -> str:
@@ -99,34 +73,6 @@ class BackupSession:
     def backup_type(self) -> BackupType:
         return self.document.backup_type
 
-    def describe(self) -> str:
-        return f"session {self.number}"
-
-    def _require(self, call: str, *allowed: SessionState) -> None:
-        if self.state not in allowed:
-            wanted = " or ".join(s.value for s in allowed)
-            raise InvalidState(
-                f"{call} is not allowed now: {self.describe()} is {self.state.value}, "
-                f"it must be {wanted}"
-            )
-
-    def _set_state(self, state: SessionState) -> None:
-        self.state = state
-        self.service.listener.session_changed(self)
-        log.info(
-            "%s: %s",
-            self.describe(),
-            state.value,
-            extra={"SESSION": str(self.number), "SNAPSHOT_SET_ID": self.snapshot_set_id},
-        )
-
-    async def _run(self, operation: Callable[[], Awaitable[T]]) -> T:
-        """Run one call at a time per session; a second concurrent call is refused."""
-        if self._busy.locked():
-            raise InvalidState(f"{self.describe()} is busy with another call; wait for it")
-        async with self._busy:
-            return await operation()
-
     def _involved(self) -> list[RegisteredWriter]:
         """Writers that get events after PrepareForBackup (VSS: those with selected components)."""
         if not self.context.with_writers:
@@ -135,43 +81,6 @@ class BackupSession:
             return [g.writer for g in self.gathered.values() if not g.writer.state.failed]
         selected = {w.instance_id for w in self.document.writers if w.components}
         return [g.writer for g in self.gathered.values() if g.writer.instance_id in selected]
-
-    def view_for(self, instance_id: str) -> BackupComponents:
-        """The document as one writer sees it: everything but the other writers' elements.
-
-        A writer may only annotate its own components, and must not learn what other
-        writers (possibly other users' services) store; it also keeps each message small.
-        """
-        view = copy.deepcopy(self.document)
-        view.writers = [w for w in view.writers if w.instance_id == instance_id]
-        return view
-
-    def _merge_writer_answer(self, writer: RegisteredWriter, answer: str) -> None:
-        """Take the permitted changes of ``writer``'s returned document into the session's."""
-        updated = apply_writer_changes(
-            self.view_for(writer.instance_id), answer, writer.instance_id, writer.name
-        )
-        own = updated.writer(writer.instance_id)
-        self.document.writers = [
-            own if own is not None and w.instance_id == writer.instance_id else w
-            for w in self.document.writers
-        ]
-
-    def _fanout_timeout(self) -> float:
-        return self.service.settings.writer_call_s
-
-    def _record_failures(self, results: list[CallResult[T]], event: WriterEvent) -> None:
-        for result in results:
-            if result.error is None:
-                continue
-            entry = self.document.writer(result.writer.instance_id)
-            if entry is None:
-                continue
-            message = result.error.message[:MAX_FAILURE_MESSAGE_CHARS]
-            for component in entry.components:
-                if len(component.failures) < MAX_FAILURES_PER_COMPONENT:
-                    component.failures.append(ComponentFailure(event.value, message))
-            self.service.listener.writer_changed(result.writer)
 
     # -- the sequence --------------------------------------------------------------------
 
@@ -190,56 +99,10 @@ class BackupSession:
 
     async def _gather(self) -> dict[str, str]:
         self._require("GatherWriterMetadata", S.CREATED, S.METADATA_GATHERED)
-        self.gathered.clear()
         self.document.writers.clear()
-        if not self.context.with_writers:
-            self._set_state(S.METADATA_GATHERED)
-            return {}
-        writers = self.service.registry.all()
-        for writer in writers:
-            writer.reset()
-        results = await self.service.fanout.call_all(
-            writers,
-            WriterEvent.IDENTIFY,
-            lambda c: c.identify(),
-            self.service.settings.identify_s,
-        )
-        answer: dict[str, str] = {}
-        for result in results:
-            writer = result.writer
-            if result.value is None:
-                self.service.listener.writer_changed(writer)
-                continue
-            try:
-                metadata = parse_writer_metadata(result.value, source=writer.describe())
-            except VssError as exc:
-                writer.fail(WriterEvent.IDENTIFY, WriterError(exc.message))
-                self.service.listener.writer_changed(writer)
-                continue
-            metadata.instance_id = (
-                writer.instance_id
-            )  # the registration's identity is authoritative
-            writer.metadata = metadata
-            self.gathered[writer.instance_id] = Gathered(writer, metadata)
-            answer[writer.instance_id] = metadata.to_xml()
-            self.service.listener.writer_changed(writer)
+        answer = await self._identify_all() if self.context.with_writers else {}
         self._set_state(S.METADATA_GATHERED)
         return answer
-
-    def _gathered(self, instance_id: str) -> Gathered:
-        try:
-            return self.gathered[instance_id]
-        except KeyError:
-            raise NotFound(
-                f"writer instance {instance_id!r} was not gathered in {self.describe()}; "
-                "use an instance id GatherWriterMetadata returned"
-            ) from None
-
-    def _selected(self, instance_id: str, logical_path: str, name: str) -> ComponentEntry:
-        entry = self.document.writer(instance_id)
-        if entry is None:
-            raise NotFound(f"writer instance {instance_id!r} has no selected components")
-        return entry.component(logical_path, name)
 
     async def add_component(self, instance_id: str, logical_path: str, name: str) -> None:
         self._require("AddComponent", S.METADATA_GATHERED, S.SNAPSHOT_SET_STARTED)
@@ -266,7 +129,7 @@ class BackupSession:
         self, instance_id: str, logical_path: str, name: str
     ) -> ComponentEntry:
         self._require("this call", S.METADATA_GATHERED, S.SNAPSHOT_SET_STARTED)
-        return self._selected(instance_id, logical_path, name)
+        return self._component(instance_id, logical_path, name)
 
     async def set_backup_options(
         self, instance_id: str, logical_path: str, name: str, options: str
@@ -318,26 +181,9 @@ class BackupSession:
     async def _prepare(self) -> None:
         self._require("PrepareForBackup", S.SNAPSHOT_SET_STARTED)
         writers = self._involved()
-        views = {w.instance_id: self.view_for(w.instance_id).to_xml() for w in writers}
-        results = await self.service.fanout.call_all_each(
-            writers,
-            WriterEvent.PREPARE_BACKUP,
-            lambda w: lambda c: c.prepare_backup(views[w.instance_id]),
-            self._fanout_timeout(),
+        results = await self._exchange(
+            writers, WriterEvent.PREPARE_BACKUP, lambda c, doc: c.prepare_backup(doc)
         )
-        for result in results:
-            if result.value is None:
-                continue
-            try:
-                self._merge_writer_answer(result.writer, result.value)
-            except VssError as exc:
-                error = WriterError(
-                    f"{result.writer.describe()} changed the document in a way it may not: "
-                    f"{exc.message}"
-                )
-                result.writer.fail(WriterEvent.PREPARE_BACKUP, error)
-                result.error = error
-        self._record_failures(results, WriterEvent.PREPARE_BACKUP)
         failed = [r for r in results if r.error is not None]
         if failed:
             await self._abort_writers(writers)
@@ -401,13 +247,6 @@ class BackupSession:
             persistent=record.persistent,
         )
 
-    def gather_writer_status(self) -> list[tuple[str, str, str, str, str]]:
-        writers = [g.writer for g in self.gathered.values()] or self.service.registry.all()
-        return [
-            (w.instance_id, w.name, w.state.value, w.last_error.value, w.last_error_message)
-            for w in writers
-        ]
-
     def snapshot(self, snapshot_id: str) -> SnapshotRecord:
         self._require("GetSnapshotProperties", S.SNAPSHOT_CREATED, S.BACKUP_COMPLETED)
         for record in self.snapshots:
@@ -419,7 +258,7 @@ class BackupSession:
         self, instance_id: str, logical_path: str, name: str, succeeded: bool
     ) -> None:
         self._require("SetBackupSucceeded", S.SNAPSHOT_CREATED)
-        self._selected(instance_id, logical_path, name).backup_succeeded = succeeded
+        self._component(instance_id, logical_path, name).backup_succeeded = succeeded
 
     async def backup_complete(self) -> None:
         await self._run(self._backup_complete)
@@ -442,9 +281,6 @@ class BackupSession:
             self.service.listener.writer_changed(result.writer)
         self._record_failures(results, WriterEvent.BACKUP_COMPLETE)
         self._set_state(S.BACKUP_COMPLETED)
-
-    def save_as_xml(self) -> str:
-        return self.document.to_xml()
 
     # -- ending --------------------------------------------------------------------------
 
@@ -506,10 +342,3 @@ class BackupSession:
                 self._fanout_timeout(),
             )
         self._set_state(S.CLOSED)
-
-    def check_owner(self, caller: Caller) -> None:
-        if caller.bus_name and caller.bus_name != self.owner.bus_name:
-            raise AccessDenied(
-                f"{self.describe()} belongs to connection {self.owner.bus_name}; "
-                "only the connection that created a session may use it"
-            )
