@@ -7,7 +7,8 @@ The registration loop watches ``NameOwnerChanged`` for ``org.snapdvss.Vss1``: it
 while the service is absent, registers when it appears and again after every restart.
 """
 
-from __future__ import annotations
+# No ``from __future__ import annotations`` here: dbus-fast reads the D-Bus signatures
+# from the annotations, and a postponed ``-> None`` would reach it as the string "None".
 
 import asyncio
 import contextlib
@@ -209,8 +210,6 @@ class WriterConnection:
                 await self._unregister(bus, self.registration)
             bus.unexport(self.object_path)
             bus.disconnect()
-            with contextlib.suppress(Exception):
-                await bus.wait_for_disconnect()  # type: ignore[no-untyped-call]
         self._bus = None
         self.registration = None
         self.registered.clear()
@@ -249,7 +248,8 @@ class WriterConnection:
                         delay,
                     )
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._wakeup.wait(), delay)
+                        async with asyncio.timeout(delay):
+                            await self._wakeup.wait()
                     delay = min(delay * 2, RETRY_MAX_S)
                     continue
             await self._wakeup.wait()
@@ -295,7 +295,8 @@ class WriterConnection:
             body=[registration],
         )
         try:
-            reply = await asyncio.wait_for(bus.call(message), UNREGISTER_TIMEOUT_S)
+            async with asyncio.timeout(UNREGISTER_TIMEOUT_S):
+                reply = await bus.call(message)
         except (TimeoutError, OSError, EOFError) as exc:
             log.info("writer %r: could not unregister: %s", self.writer.name, exc)
             return
@@ -328,8 +329,14 @@ class WriterConnection:
         self._wakeup.set()
 
     async def _watch_disconnect(self) -> None:
-        with contextlib.suppress(Exception):
+        try:
             await self.bus.wait_for_disconnect()  # type: ignore[no-untyped-call]
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise  # stop() cancels this task
+        except Exception as exc:
+            log.debug("bus connection ended: %s", exc)
         self._fail(Failed("lost the connection to the bus; restart the writer"))
 
     def _fail(self, error: VssError) -> None:
@@ -361,7 +368,10 @@ class WriterConnection:
 
     async def _call(self, message: Message, timeout: float) -> Message:
         try:
-            reply = await asyncio.wait_for(self.bus.call(message), timeout)
+            # asyncio.timeout, not wait_for: Python 3.11's wait_for can swallow a
+            # cancellation that arrives together with the reply (stop() would hang).
+            async with asyncio.timeout(timeout):
+                reply = await self.bus.call(message)
         except TimeoutError:
             raise Failed(f"{message.member} got no reply within {timeout:.0f} s") from None
         except (OSError, EOFError) as exc:
