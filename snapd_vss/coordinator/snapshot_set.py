@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from snapd_vss import failpoints
 from snapd_vss.coordinator.writers import CallResult, RegisteredWriter
 from snapd_vss.errors import ProviderFailure, Timeout, VssError, WriterError, WriterTimeout
 from snapd_vss.freeze import FreezeGuard
@@ -155,6 +156,7 @@ class SnapshotSetRun:
             else None
         )
         try:
+            await failpoints.pause("frozen")  # tests only: SNAPD_VSS_FAILPOINTS=frozen=S
             async with asyncio.timeout(budget_s):
                 await self._commit_all()
         except TimeoutError:
