@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import shutil
+import signal
 import sqlite3
+import sys
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
@@ -392,6 +394,22 @@ async def test_safety_net_cancels_a_hanging_on_freeze(private_bus: PrivateBus) -
         assert [e for e, _ in writer.events].count("abort") == 1
 
 
+async def test_abort_while_on_freeze_runs_unwinds_the_freeze_first(
+    private_bus: PrivateBus,
+) -> None:
+    writer = RecordingWriter()
+    writer.hang_in_freeze = True
+    async with fake_service(private_bus) as service, connected(writer, private_bus):
+        registration = await service.next_registration()
+        sender, path = registration.sender, registration.writer_path
+        freezing = asyncio.ensure_future(service.call(sender, path, "OnFreeze", "s", ["s3"]))
+        await wait_until(lambda: ("freeze", "s3") in writer.events)
+        check_ok(await service.call(sender, path, "OnAbort", "s", ["s3"]))
+        assert "aborted before" in check_error(await freezing, "WriterRetryable")
+        assert [e for e, _ in writer.events].count("abort") == 1
+        assert writer.state is WriterState.STABLE
+
+
 async def test_stopping_a_frozen_writer_resumes_it(private_bus: PrivateBus) -> None:
     writer = RecordingWriter()
     async with fake_service(private_bus) as service:
@@ -608,6 +626,33 @@ async def test_sqlite_writer_abort_resumes_the_load(
         assert not sqlite_writer.load.paused
         before = sqlite_writer.last_ledger_id()
         await wait_until(lambda: sqlite_writer.last_ledger_id() > before)
+
+
+async def test_sqlite_writer_runs_standalone(private_bus: PrivateBus, tmp_path: Path) -> None:
+    db = tmp_path / "standalone" / "ledger.db"
+    argv = [sys.executable, "-m", "snapd_vss.examples.sqlite_writer", "--db", str(db)]
+    async with fake_service(private_bus) as service:
+        process = await asyncio.create_subprocess_exec(
+            *argv, "--bus", private_bus.address, cwd=REPO_ROOT, stderr=asyncio.subprocess.PIPE
+        )
+        try:
+            registration = await service.next_registration()
+            metadata = parse_writer_metadata(registration.metadata_xml, "test")
+            assert metadata.component(LOGICAL_PATH, "ledger").database_files == [
+                FileSpec(str(db.parent), "ledger.db")
+            ]
+            sender, path = registration.sender, registration.writer_path
+            check_ok(await service.call(sender, path, "OnFreeze", "s", ["s4"]))
+            check_ok(await service.call(sender, path, "OnThaw", "s", ["s4"]))
+            process.send_signal(signal.SIGTERM)
+            gone = await asyncio.wait_for(service.unregistrations.get(), WAIT)
+            assert gone == registration.path
+            assert await asyncio.wait_for(process.wait(), WAIT) == 0
+        finally:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+    assert verify_copy(db).consistent
 
 
 def test_verify_copy_detects_a_broken_invariant(tmp_path: Path) -> None:

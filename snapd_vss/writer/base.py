@@ -31,7 +31,9 @@ from snapd_vss.vocabulary import (
     RestoreMethod,
     Source,
     Usage,
+    WriterFailure,
     WriterRestore,
+    WriterState,
 )
 from snapd_vss.writer.view import BackupView
 
@@ -128,6 +130,11 @@ class Writer:
         self.excludes: list[FileSpec] = []
         self.alternate_location_mappings: list[AlternateLocationMapping] = []
         self.restore_method: RestoreMethodSpec | None = None
+        # The SDK's local view of where this writer is in the protocol (for logging;
+        # the service's RegisteredWriter.State is the authoritative one).
+        self.state = WriterState.STABLE
+        self.last_failure = WriterFailure.NONE
+        self.last_failure_message = ""
 
     # ----- declaring data ---------------------------------------------------------
 

@@ -22,6 +22,7 @@ from snapd_vss.errors import (
     VssError,
     WriterError,
     WriterNonRetryable,
+    WriterRetryable,
     WriterTimeout,
 )
 from snapd_vss.vocabulary import WriterEvent, WriterFailure, WriterState
@@ -54,13 +55,37 @@ class WriterDispatcher:
 
     def __init__(self, writer: Writer) -> None:
         self.writer = writer
-        self.state = WriterState.STABLE
-        self.last_failure = WriterFailure.NONE
-        self.last_failure_message = ""
         self.frozen_set_id: str | None = None
         self._guard: asyncio.Task[None] | None = None
         self._freeze_task: asyncio.Future[None] | None = None
+        self._interrupted: dict[str, WriterError] = {}
         self._timed_out_sets: set[str] = set()
+
+    # The writer's local view of its state lives on the writer, for its own logging.
+
+    @property
+    def state(self) -> WriterState:
+        return self.writer.state
+
+    @state.setter
+    def state(self, value: WriterState) -> None:
+        self.writer.state = value
+
+    @property
+    def last_failure(self) -> WriterFailure:
+        return self.writer.last_failure
+
+    @last_failure.setter
+    def last_failure(self, value: WriterFailure) -> None:
+        self.writer.last_failure = value
+
+    @property
+    def last_failure_message(self) -> str:
+        return self.writer.last_failure_message
+
+    @last_failure_message.setter
+    def last_failure_message(self, value: str) -> None:
+        self.writer.last_failure_message = value
 
     # ----- events -----------------------------------------------------------------
 
@@ -92,8 +117,9 @@ class WriterDispatcher:
         try:
             await self._run(WriterEvent.FREEZE, lambda: task)
         except asyncio.CancelledError:
-            if snapshot_set_id in self._timed_out_sets:
-                raise self._timeout_error(snapshot_set_id) from None
+            interrupted = self._interrupted.pop(snapshot_set_id, None)
+            if interrupted is not None:
+                raise interrupted from None
             raise
         except WriterError:
             # A writer that failed to freeze may be half-frozen: let it resume now.
@@ -128,6 +154,13 @@ class WriterDispatcher:
             return
         self._stop_guard()
         self.frozen_set_id = None
+        await self._cancel_freeze(
+            snapshot_set_id,
+            WriterRetryable(
+                f"snapshot set {snapshot_set_id} was aborted before writer "
+                f"{self.writer.name!r} finished freezing; retry the backup"
+            ),
+        )
         try:
             await self._run(WriterEvent.ABORT, lambda: self.writer.on_abort(snapshot_set_id))
         finally:
@@ -230,12 +263,21 @@ class WriterDispatcher:
         )
         self._timed_out_sets.add(snapshot_set_id)
         error = self._timeout_error(snapshot_set_id)
-        if self._freeze_task is not None and not self._freeze_task.done():
-            self._freeze_task.cancel()  # on_freeze itself hangs
+        await self._cancel_freeze(snapshot_set_id, error)  # on_freeze itself may hang
         await self._release(snapshot_set_id, "its freeze timed out")
         self.state = WriterEvent.FREEZE.failed_state
         self.last_failure = WriterFailure.TIMEOUT
         self.last_failure_message = error.message
+
+    async def _cancel_freeze(self, snapshot_set_id: str, error: WriterError) -> None:
+        """Stop an ``on_freeze`` still running, and wait until it has unwound, so that
+        ``on_abort`` never runs before it (the writer could end up frozen)."""
+        task = self._freeze_task
+        if task is None or task.done():
+            return
+        self._interrupted[snapshot_set_id] = error
+        task.cancel()
+        await asyncio.wait({task})
 
     async def _release(self, snapshot_set_id: str, why: str) -> None:
         """Call ``on_abort`` on a (possibly) frozen writer; log, never raise."""
