@@ -15,22 +15,38 @@ userspace freeze there. So by default ``needs_fs_freeze`` is False and the coord
 must not FIFREEZE these volumes; writers are still frozen around the commit. Set
 ``coordinator_freeze=True`` on kernels whose block-device freeze nests with FIFREEZE
 to have every filesystem of a set held still at once.
+
+Start-up. The service reconciles its store after :meth:`startup`: it asks
+:meth:`exists` about every persistent snapshot (gone = INVALID) and deletes the
+half-made and non-persistent ones. A half-made record may not know its LV yet (the
+daemon died between ``lvcreate`` and recording it), so :meth:`delete` finds such an LV by
+its ``snapd_vss_id_<id>`` tag. :meth:`startup` itself lists every LV tagged ``snapd_vss``
+that no record of the service's store knows (``unclaimed``), and logs each with the
+command that removes it: it may belong to another snapd-vss instance (another state
+directory), so it is reported, not removed.
+
+Pool usage (:attr:`pools`) is refreshed by every full ``lvs`` the provider runs (each
+``prepare`` does one), after each delete, and every ``pool_refresh_s`` seconds while
+the daemon runs; :attr:`pools_changed` is called when it changes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from snapd_vss.errors import InsufficientStorage, ProviderFailure, VolumeNotSupported
+from snapd_vss.errors import InsufficientStorage, ProviderFailure, VolumeNotSupported, VssError
 from snapd_vss.model import SnapshotRecord, Volume
 from snapd_vss.providers.base import Availability, Provider, ProviderContext
 from snapd_vss.providers.lvm import report, tools
 from snapd_vss.providers.lvm.report import LvInfo, PoolUsage
+from snapd_vss.store import SnapshotStore
 from snapd_vss.vocabulary import ProviderType
 from snapd_vss.volumes import list_mounts
 
@@ -44,6 +60,14 @@ MOUNT_OPTIONS = {
 }
 DEVICE_WAIT_S = 10.0
 NOT_FOUND = "failed to find logical volume"
+POOL_REFRESH_S = 60.0
+STORE_FILE = "snapshots.db"  # the service's snapshot store in the state directory
+
+log = logging.getLogger(__name__)
+
+
+def _no_listener(pools: list[PoolUsage]) -> None:
+    return None
 
 
 @dataclass(frozen=True)
@@ -68,6 +92,7 @@ class LvmThinProvider(Provider):
         coordinator_freeze: bool = False,
         udev_sync: bool = False,
         sysfs: str = "/sys",
+        pool_refresh_s: float = POOL_REFRESH_S,
     ) -> None:
         super().__init__(context)
         self.data_threshold = data_threshold
@@ -75,6 +100,14 @@ class LvmThinProvider(Provider):
         self.coordinator_freeze = coordinator_freeze
         self.udev_sync = udev_sync
         self.sysfs = Path(sysfs)
+        self.pool_refresh_s = pool_refresh_s
+        self.pools: list[PoolUsage] = []
+        """Usage of every thin pool, as of the last full ``lvs``."""
+        self.pools_changed: Callable[[list[PoolUsage]], None] = _no_listener
+        """Called with the new list when :attr:`pools` changes (the D-Bus layer sets it)."""
+        self.unclaimed: list[LvInfo] = []
+        """LVs tagged ``snapd_vss`` that no stored snapshot knows, found by :meth:`startup`."""
+        self._refresher: asyncio.Task[None] | None = None
 
     # ----------------------------------------------------------------- availability
     def lvm_program(self) -> str | None:
@@ -136,7 +169,15 @@ class LvmThinProvider(Provider):
         result = await tools.check(
             self._lvm("lvs", *report.LVS_OPTIONS, *selection), "listing LVM logical volumes"
         )
-        return report.parse_lvs_json(result.stdout)
+        lvs = report.parse_lvs_json(result.stdout)
+        if not selection:
+            self._note_pools(report.pool_usage(lvs))
+        return lvs
+
+    def _note_pools(self, pools: list[PoolUsage]) -> None:
+        if pools != self.pools:
+            self.pools = pools
+            self.pools_changed(pools)
 
     async def pool_usage(self) -> list[PoolUsage]:
         """Data and metadata usage of every thin pool (for the provider's properties)."""
@@ -273,12 +314,33 @@ class LvmThinProvider(Provider):
 
     async def delete(self, record: SnapshotRecord) -> None:
         if "lv" not in record.provider_data:
-            return  # the commit never made an LV
+            # The commit did not record an LV: it failed, was cancelled while lvcreate
+            # ran, or the daemon died before recording it. Find it by its id tag.
+            await self._remove_by_id_tag(record)
+            return
         vg, lv = _vg_lv(record)
         await self.unexpose(record)
+        await self._remove(vg, lv)
+        await self._refresh_pools_quietly()
+
+    async def _remove(self, vg: str, lv: str) -> None:
         result = await tools.run(self._lvm("lvremove", *self._change_opts(), f"{vg}/{lv}"))
         if result.returncode != 0 and NOT_FOUND not in result.message.lower():
             raise tools.failure(result, f"removing snapshot {vg}/{lv}")
+
+    async def _remove_by_id_tag(self, record: SnapshotRecord) -> None:
+        if not self.availability().available:
+            return  # no LVM here: nothing can have been made
+        for found in await self.report("@" + report.id_tag(record.id)):
+            log.info("removing %s, left by snapshot %s's unfinished commit",
+                     found.full_name, record.id)
+            await self._remove(found.vg, found.name)
+
+    async def _refresh_pools_quietly(self) -> None:
+        try:
+            await self.pool_usage()
+        except VssError as exc:
+            log.debug("could not refresh thin pool usage: %s", exc.message)
 
     async def exists(self, record: SnapshotRecord) -> bool:
         if "lv" not in record.provider_data:
@@ -290,6 +352,51 @@ class LvmThinProvider(Provider):
         if NOT_FOUND in result.message.lower():
             return False
         raise tools.failure(result, f"looking up snapshot {vg}/{lv}")
+
+    # ----------------------------------------------------------------- daemon life
+    async def startup(self) -> None:
+        """Report LVs tagged ``snapd_vss`` that the store does not know; watch pool usage."""
+        try:
+            tagged = await self.tagged()
+            await self.pool_usage()
+        except VssError as exc:
+            log.warning("lvm_thin: cannot list LVM volumes at start-up: %s", exc.message)
+            tagged = []
+        known = self._stored_snapshot_ids()
+        self.unclaimed = [lv for lv in tagged if lv.snapshot_id not in known]
+        for lv in self.unclaimed:
+            log.warning(
+                "LVM snapshot %s is tagged %s but no snapshot of this service records it "
+                "(left by a crash, a lost state directory or another snapd-vss instance); "
+                "if nobody needs it, remove it: lvremove %s",
+                lv.full_name, report.TAG, lv.full_name,
+            )
+        if self.pool_refresh_s > 0 and self._refresher is None:
+            self._refresher = asyncio.create_task(self._refresh_periodically())
+
+    async def shutdown(self) -> None:
+        if self._refresher is not None:
+            self._refresher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._refresher
+            self._refresher = None
+
+    async def _refresh_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(self.pool_refresh_s)
+            await self._refresh_pools_quietly()
+
+    def _stored_snapshot_ids(self) -> set[str]:
+        """Ids of every snapshot in the service's store (any provider, any state)."""
+        path = os.path.join(self.context.state_dir, STORE_FILE)
+        if not os.path.exists(path):
+            return set()
+        try:
+            with SnapshotStore(path) as store:
+                return {r.id for r in store.all()}
+        except VssError as exc:
+            log.warning("lvm_thin: cannot read %s to reconcile: %s", path, exc.message)
+            return set()
 
     async def reconcile(self, records: list[SnapshotRecord]) -> ReconcileReport:
         """Compare the store with LVM: records whose LV is gone, our LVs with no record."""

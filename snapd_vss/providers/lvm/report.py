@@ -153,8 +153,13 @@ def snapshot_name(origin: str, when: datetime, snapshot_id: str) -> str:
     return origin[: MAX_LV_NAME - len(tail)] + tail
 
 
+def id_tag(snapshot_id: str) -> str:
+    """The tag that names one snapshot: ``snapd_vss_id_<snapshot id>``."""
+    return ID_TAG_PREFIX + _tag_safe(snapshot_id)
+
+
 def snapshot_tags(snapshot_id: str, snapshot_set_id: str) -> list[str]:
-    return [TAG, SET_TAG_PREFIX + short_id(snapshot_set_id), ID_TAG_PREFIX + _tag_safe(snapshot_id)]
+    return [TAG, SET_TAG_PREFIX + short_id(snapshot_set_id), id_tag(snapshot_id)]
 
 
 def _tag_safe(value: str) -> str:
