@@ -14,7 +14,7 @@ import signal
 import sqlite3
 import sys
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,6 +34,7 @@ from snapd_vss.documents import (
 from snapd_vss.errors import ERROR_PREFIX, InvalidDocument
 from snapd_vss.examples.ledger import verify_copy
 from snapd_vss.examples.sqlite_writer import LOGICAL_PATH, SqliteWriter
+from snapd_vss.ipc.client import VssClient, WriterInfo
 from snapd_vss.ipc.writer_service import (
     MANAGER_INTERFACE,
     MANAGER_PATH,
@@ -42,6 +43,7 @@ from snapd_vss.ipc.writer_service import (
     WriterConnection,
 )
 from snapd_vss.testing.bus import REPO_ROOT, PrivateBus
+from snapd_vss.testing.daemon import VssDaemon
 from snapd_vss.vocabulary import ComponentType, WriterFailure, WriterState
 from snapd_vss.writer import (
     BackupView,
@@ -475,6 +477,51 @@ async def test_refused_registration_ends_the_writer(private_bus: PrivateBus) -> 
     ):
         with pytest.raises(InvalidDocument, match="must be absolute"):
             await asyncio.wait_for(conn.wait_closed(), WAIT)
+
+
+# ----- against the real snapd-vssd ----------------------------------------------------------
+
+
+async def registered_writers(bus: PrivateBus) -> list[WriterInfo]:
+    async with await VssClient.connect(bus.address) as client:
+        return await client.writers()
+
+
+async def test_real_daemon_keeps_the_writer_registered_across_a_kill(
+    private_bus: PrivateBus, vss_daemon: VssDaemon
+) -> None:
+    writer = RecordingWriter()
+    async with connected(writer, private_bus) as conn:
+        await asyncio.wait_for(conn.registered.wait(), WAIT)
+        [info] = await registered_writers(private_bus)
+        assert (info.writer_id, info.instance_id) == (writer.writer_id, writer.instance_id)
+        assert info.state == WriterState.STABLE.value
+        assert info.path == conn.registration
+
+        # SIGKILL the daemon (its blocking helpers run off the event loop, which must
+        # keep serving the writer), then start it again: the writer registers again.
+        await asyncio.to_thread(vss_daemon.kill)
+        await wait_until(lambda: not conn.registered.is_set())
+        await asyncio.to_thread(vss_daemon.start)
+        await asyncio.wait_for(conn.registered.wait(), WAIT)
+        [again] = await registered_writers(private_bus)
+        assert again.instance_id == writer.instance_id
+        assert again.path == conn.registration
+
+    # Stopping the writer unregisters it.
+    await wait_until_async(lambda: _no_writers(private_bus))
+
+
+async def _no_writers(bus: PrivateBus) -> bool:
+    return not await registered_writers(bus)
+
+
+async def wait_until_async(condition: Callable[[], Awaitable[bool]]) -> None:
+    async def poll() -> None:
+        while not await condition():
+            await asyncio.sleep(0.05)
+
+    await asyncio.wait_for(poll(), WAIT)
 
 
 INTROSPECT_POLICY = """\
