@@ -61,9 +61,11 @@ async def test_every_exported_interface_matches_its_xml(
     snap_id = await session.add_to_snapshot_set(btrfs_volume.mount_point, "")
     await session.prepare_for_backup()
     await session.do_snapshot_set()
+    restore = await client.manager.create_restore_session(await session.save_as_xml())
     paths = {
         "Manager": "/org/snapdvss/Vss1",
         "BackupSession": session.path,
+        "RestoreSession": restore.path,
         "Snapshot": "/org/snapdvss/Vss1/snapshots/" + snap_id.replace("-", "_"),
         "Provider": "/org/snapdvss/Vss1/providers/btrfs",
     }
@@ -74,6 +76,7 @@ async def test_every_exported_interface_matches_its_xml(
     assert "org.freedesktop.DBus.ObjectManager" in {i.name for i in root.interfaces}
     await client.snapshot(snap_id).delete()
     await session.close()
+    await restore.close()
 
 
 async def test_registered_writer_interface_matches_its_xml(

@@ -10,6 +10,8 @@ from typing import Any
 from snapd_vss.coordinator.backup_session import BackupSession
 from snapd_vss.coordinator.events import Listener, NullListener
 from snapd_vss.coordinator.options import check_options
+from snapd_vss.coordinator.restore_session import RestoreSession
+from snapd_vss.coordinator.session_base import SessionCore
 from snapd_vss.coordinator.settings import Caller, Settings, is_backup_operator
 from snapd_vss.coordinator.snapshots import SnapshotManager
 from snapd_vss.coordinator.writers import (
@@ -18,6 +20,7 @@ from snapd_vss.coordinator.writers import (
     WriterFanout,
     WriterRegistry,
 )
+from snapd_vss.documents.backup_components import parse_backup_components
 from snapd_vss.documents.writer_metadata import parse_writer_metadata
 from snapd_vss.errors import (
     AccessDenied,
@@ -51,7 +54,7 @@ class Service:
         self.registry = WriterRegistry()
         self.fanout = WriterFanout(settings.max_writer_calls_in_flight)
         self.snapshots = SnapshotManager(store, providers, self.listener, settings.runtime_dir)
-        self.sessions: dict[int, BackupSession] = {}
+        self.sessions: dict[int, SessionCore] = {}
         self.snapshot_set_lock = asyncio.Lock()
         self._next_session = 1
 
@@ -146,9 +149,7 @@ class Service:
             context=context,
             wait_for_snapshot_set=opts.get("wait", True),
         )
-        self._next_session += 1
-        self.sessions[session.number] = session
-        self.listener.session_added(session)
+        self._add_session(session)
         log.info(
             "session %d created by %s (uid %d), context %s",
             session.number,
@@ -159,7 +160,32 @@ class Service:
         )
         return session
 
-    def session(self, number: int, caller: Caller) -> BackupSession:
+    def create_restore_session(
+        self, caller: Caller, backup_components: str, options: Mapping[str, Any]
+    ) -> RestoreSession:
+        self.require_operator(caller, "creating a restore session")
+        check_options(options, {}, "CreateRestoreSession")
+        document = parse_backup_components(backup_components, source="the requestor")
+        session = RestoreSession(
+            service=self, number=self._next_session, owner=caller, document=document
+        )
+        self._add_session(session)
+        log.info(
+            "restore session %d created by %s (uid %d) for snapshot set %s",
+            session.number,
+            caller.bus_name,
+            caller.uid,
+            document.snapshot_set_id or "-",
+            extra={"SESSION": str(session.number)},
+        )
+        return session
+
+    def _add_session(self, session: SessionCore) -> None:
+        self._next_session += 1
+        self.sessions[session.number] = session
+        self.listener.session_added(session)
+
+    def session(self, number: int, caller: Caller) -> SessionCore:
         try:
             session = self.sessions[number]
         except KeyError:
@@ -167,17 +193,17 @@ class Service:
         session.check_owner(caller)
         return session
 
-    async def close_session(self, session: BackupSession) -> None:
+    async def close_session(self, session: SessionCore) -> None:
         try:
             await session.close()
         finally:
             self._forget(session)
 
-    def _forget(self, session: BackupSession) -> None:
+    def _forget(self, session: SessionCore) -> None:
         if self.sessions.pop(session.number, None) is not None:
             self.listener.session_removed(session)
 
-    async def _end_session(self, session: BackupSession, why: str) -> None:
+    async def _end_session(self, session: SessionCore, why: str) -> None:
         log.warning("%s: %s; aborting it", session.describe(), why)
         try:
             if session.state is not SessionState.BACKUP_COMPLETED:
@@ -196,6 +222,8 @@ class Service:
         self.require_operator(caller, "deleting a snapshot")
         check_options(options, {}, "Delete")
         for session in self.sessions.values():
+            if not isinstance(session, BackupSession):
+                continue
             if record in session.snapshots and not record.persistent:
                 raise InvalidState(
                     f"snapshot {record.id} belongs to open {session.describe()}; "

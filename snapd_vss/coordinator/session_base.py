@@ -61,7 +61,7 @@ class SessionCore:
 
     def _set_state(self, state: Any) -> None:
         self.state = state
-        self.service.listener.session_changed(self)  # type: ignore[arg-type]
+        self.service.listener.session_changed(self)
         log.info(
             "%s: %s",
             self.describe(),
@@ -203,3 +203,9 @@ class SessionCore:
 
     def save_as_xml(self) -> str:
         return self.document.to_xml()
+
+    async def abort(self) -> None:
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        raise NotImplementedError

@@ -10,7 +10,9 @@ from dbus_fast.service import ServiceInterface
 
 from snapd_vss import ROOT_PATH
 from snapd_vss.coordinator.backup_session import BackupSession
+from snapd_vss.coordinator.restore_session import RestoreSession
 from snapd_vss.coordinator.service import Service
+from snapd_vss.coordinator.session_base import SessionCore
 from snapd_vss.coordinator.writers import RegisteredWriter
 from snapd_vss.ipc.caller import CallerResolver
 from snapd_vss.ipc.objects import (
@@ -18,6 +20,7 @@ from snapd_vss.ipc.objects import (
     ManagerInterface,
     ProviderInterface,
     RegisteredWriterInterface,
+    RestoreSessionInterface,
     SnapshotInterface,
 )
 from snapd_vss.ipc.paths import provider_path, session_path, snapshot_path, writer_path
@@ -48,7 +51,7 @@ class Exporter:
         self.callers = CallerResolver(bus)
         self.manager = ManagerInterface(self)
         self._writers: dict[int, RegisteredWriterInterface] = {}
-        self._sessions: dict[int, BackupSessionInterface] = {}
+        self._sessions: dict[int, BackupSessionInterface | RestoreSessionInterface] = {}
         self._snapshots: dict[str, SnapshotInterface] = {}
         self._providers: dict[str, ProviderInterface] = {}
 
@@ -99,19 +102,24 @@ class Exporter:
             self._unexport(writer_path(writer.number), iface)
             self._manager_changed("Writers")
 
-    def session_added(self, session: BackupSession) -> None:
-        iface = BackupSessionInterface(self, session)
+    def session_added(self, session: SessionCore) -> None:
+        iface: BackupSessionInterface | RestoreSessionInterface
+        if isinstance(session, RestoreSession):
+            iface = RestoreSessionInterface(self, session)
+        else:
+            assert isinstance(session, BackupSession)
+            iface = BackupSessionInterface(self, session)
         self._sessions[session.number] = iface
         self.bus.export(session_path(session.number), iface)
         self._manager_changed("Sessions")
 
-    def session_changed(self, session: BackupSession) -> None:
+    def session_changed(self, session: SessionCore) -> None:
         iface = self._sessions.get(session.number)
         if iface is not None:
             iface.changed()
             iface.PhaseChanged(session.state.value)
 
-    def session_removed(self, session: BackupSession) -> None:
+    def session_removed(self, session: SessionCore) -> None:
         iface = self._sessions.pop(session.number, None)
         if iface is not None:
             self._unexport(session_path(session.number), iface)

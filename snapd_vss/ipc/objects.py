@@ -11,13 +11,15 @@ from dbus_fast.service import ServiceInterface, dbus_method, dbus_property, dbus
 
 from snapd_vss import __version__
 from snapd_vss.coordinator.backup_session import BackupSession
+from snapd_vss.coordinator.restore_session import RestoreSession
 from snapd_vss.coordinator.writers import RegisteredWriter
-from snapd_vss.errors import NotFound, VssError
+from snapd_vss.errors import NotFound
 from snapd_vss.ipc import (
     BACKUP_SESSION_IFACE,
     MANAGER_IFACE,
     PROVIDER_IFACE,
     REGISTERED_WRITER_IFACE,
+    RESTORE_SESSION_IFACE,
     SNAPSHOT_IFACE,
 )
 from snapd_vss.ipc.errors import dbus_method_errors, unwrap
@@ -91,11 +93,8 @@ class ManagerInterface(ServiceInterface):
     @dbus_method_errors
     async def CreateRestoreSession(self, backup_components: Str, options: Options) -> ObjPath:
         caller = await self.exporter.callers.current()
-        self.service.require_operator(caller, "creating a restore session")
-        raise VssError(
-            "restore sessions are not available in this version of snapd-vss yet; "
-            "keep the saved Backup Components Document, it will be accepted once they are"
-        )
+        session = self.service.create_restore_session(caller, backup_components, unwrap(options))
+        return session_path(session.number)
 
     @dbus_property(access=PropertyAccess.READ)
     def Version(self) -> Str:
@@ -328,6 +327,99 @@ class BackupSessionInterface(ServiceInterface):
     @dbus_property(access=PropertyAccess.READ)
     def CommitWindowUsec(self) -> UInt64:
         return int(self.session.timing.commit_window_ms * 1000)
+
+    @dbus_signal()
+    def PhaseChanged(self, phase: str) -> Str:
+        return phase
+
+
+class RestoreSessionInterface(ServiceInterface):
+    def __init__(self, exporter: "Exporter", session: RestoreSession) -> None:
+        super().__init__(RESTORE_SESSION_IFACE)
+        self.exporter = exporter
+        self.session = session
+
+    async def _mine(self) -> RestoreSession:
+        caller = await self.exporter.callers.current()
+        self.session.check_owner(caller)
+        return self.session
+
+    def changed(self) -> None:
+        self.emit_properties_changed({"State": self.session.state.value})
+
+    @dbus_method()
+    @dbus_method_errors
+    async def GatherWriterMetadata(self) -> StrMap:
+        return await (await self._mine()).gather_writer_metadata()
+
+    @dbus_method()
+    @dbus_method_errors
+    async def SetSelectedForRestore(
+        self, instance_id: Str, logical_path: Str, name: Str, selected: Bool
+    ) -> None:
+        session = await self._mine()
+        await session.set_selected_for_restore(instance_id, logical_path, name, selected)
+
+    @dbus_method()
+    @dbus_method_errors
+    async def SetRestoreOptions(
+        self, instance_id: Str, logical_path: Str, name: Str, options: Str
+    ) -> None:
+        await (await self._mine()).set_restore_options(instance_id, logical_path, name, options)
+
+    @dbus_method()
+    @dbus_method_errors
+    async def AddAlternativeLocationMapping(
+        self,
+        instance_id: Str,
+        logical_path: Str,
+        name: Str,
+        path: Str,
+        filespec: Str,
+        recursive: Bool,
+        destination: Str,
+    ) -> None:
+        session = await self._mine()
+        await session.add_alternative_location_mapping(
+            instance_id, logical_path, name, path, filespec, recursive, destination
+        )
+
+    @dbus_method()
+    @dbus_method_errors
+    async def PreRestore(self) -> None:
+        await (await self._mine()).pre_restore()
+
+    @dbus_method()
+    @dbus_method_errors
+    async def SetFileRestoreStatus(
+        self, instance_id: Str, logical_path: Str, name: Str, status: Str
+    ) -> None:
+        session = await self._mine()
+        await session.set_file_restore_status(instance_id, logical_path, name, status)
+
+    @dbus_method()
+    @dbus_method_errors
+    async def PostRestore(self) -> None:
+        await (await self._mine()).post_restore()
+
+    @dbus_method()
+    @dbus_method_errors
+    async def SaveAsXml(self) -> Str:
+        return (await self._mine()).save_as_xml()
+
+    @dbus_method()
+    @dbus_method_errors
+    async def Close(self) -> None:
+        session = await self._mine()
+        await self.exporter.service.close_session(session)
+
+    @dbus_property(access=PropertyAccess.READ)
+    def State(self) -> Str:
+        return self.session.state.value
+
+    @dbus_property(access=PropertyAccess.READ)
+    def Owner(self) -> Str:
+        return self.session.owner.bus_name
 
     @dbus_signal()
     def PhaseChanged(self, phase: str) -> Str:

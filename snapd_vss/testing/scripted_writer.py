@@ -106,6 +106,19 @@ class ScriptedWriter(Writer):
     async def on_backup_shutdown(self, snapshot_set_id: str) -> None:
         await self._script("backup_shutdown", snapshot_set_id)
 
+    async def on_pre_restore(self, backup: BackupView) -> None:
+        await self._script("pre_restore", "")
+        if self.args.annotate:
+            for component in backup.components:
+                metadata = backup.backup_metadata(component.logical_path, component.name)
+                backup.set_restore_metadata(
+                    component.logical_path, component.name, f"restoring from {metadata}"
+                )
+
+    async def on_post_restore(self, backup: BackupView) -> None:
+        statuses = ",".join(c.file_restore_status.value for c in backup.components)
+        await self._script("post_restore", statuses)
+
 
 def _pairs(values: Sequence[str], cast: type) -> dict[str, object]:
     out: dict[str, object] = {}
