@@ -19,6 +19,11 @@ defaults)::
     max_writer_calls_in_flight = 64
     max_document_bytes = 4194304
 
+    [lvm_thin]
+    data_threshold_percent = 80.0      # refuse to snapshot when a thin pool's data
+    metadata_threshold_percent = 80.0  # or metadata usage is above these
+    coordinator_freeze = false         # FIFREEZE around lvcreate (kernels >= 6.8 only)
+
 Unknown sections or keys and values of the wrong type are errors
 (:class:`~snapd_vss.errors.InvalidArgs` naming the file and the key), not ignored.
 """
@@ -67,11 +72,30 @@ class Limits:
 
 
 @dataclass(frozen=True)
+class LvmThin:
+    data_threshold_percent: float = 80.0
+    metadata_threshold_percent: float = 80.0
+    coordinator_freeze: bool = False
+
+
+@dataclass(frozen=True)
 class Config:
     timeouts: Timeouts = field(default_factory=Timeouts)
     access: Access = field(default_factory=Access)
     providers: Providers = field(default_factory=Providers)
     limits: Limits = field(default_factory=Limits)
+    lvm_thin: LvmThin = field(default_factory=LvmThin)
+
+    def provider_options(self) -> dict[str, dict[str, Any]]:
+        """Keyword arguments for each provider's constructor, by provider name."""
+        lvm = self.lvm_thin
+        return {
+            "lvm_thin": {
+                "data_threshold": lvm.data_threshold_percent,
+                "metadata_threshold": lvm.metadata_threshold_percent,
+                "coordinator_freeze": lvm.coordinator_freeze,
+            },
+        }
 
 
 _SECTIONS: dict[str, type[Any]] = {
@@ -79,6 +103,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "access": Access,
     "providers": Providers,
     "limits": Limits,
+    "lvm_thin": LvmThin,
 }
 
 
@@ -131,7 +156,8 @@ def _section(cls: type[Any], name: str, values: Mapping[str, Any], source: str) 
 def _typed(value: Any, expected: Any, key: str, source: str) -> Any:
     if expected is float and _is_number(value):
         if value <= 0:
-            raise InvalidArgs(f"{source}: {key} must be more than 0 seconds, not {value!r}")
+            unit = " seconds" if key.endswith("_s") else ""
+            raise InvalidArgs(f"{source}: {key} must be more than 0{unit}, not {value!r}")
         return float(value)
     if expected is int and isinstance(value, int) and not isinstance(value, bool):
         if value <= 0:
@@ -139,10 +165,12 @@ def _typed(value: Any, expected: Any, key: str, source: str) -> Any:
         return value
     if expected is str and isinstance(value, str):
         return value
+    if expected is bool and isinstance(value, bool):
+        return value
     is_list = isinstance(value, list)
     if expected == tuple[str, ...] and is_list and all(isinstance(v, str) for v in value):
         return tuple(value)
-    wanted = {float: "a number", int: "an integer", str: "a string"}.get(
+    wanted = {float: "a number", int: "an integer", str: "a string", bool: "true or false"}.get(
         expected, "a list of strings"
     )
     raise InvalidArgs(
@@ -161,6 +189,13 @@ def _check_consistency(config: Config, source: str) -> None:
             f"{source}: providers.enabled names unknown providers {', '.join(unknown)}; "
             f"known providers: {', '.join(KNOWN_PROVIDERS)}"
         )
+    for key in ("data_threshold_percent", "metadata_threshold_percent"):
+        percent = getattr(config.lvm_thin, key)
+        if percent > 100:
+            raise InvalidArgs(
+                f"{source}: lvm_thin.{key} is a percentage of the thin pool; "
+                f"{percent:g} is more than 100"
+            )
     timeouts = config.timeouts
     if timeouts.commit_window_s > timeouts.freeze_window_s:
         raise InvalidArgs(

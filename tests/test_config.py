@@ -67,6 +67,10 @@ def test_values_are_read(tmp_path: Path) -> None:
         ('[providers]\nenabled = ["zfs"]\n', ["unknown providers zfs"]),
         ("[timeouts]\ncommit_window_s = 90\n", ["commit_window_s", "longer than"]),
         ("[timeouts\n", ["not valid TOML"]),
+        ("[lvm_thin]\ndata_threshold_percent = 0\n", ["lvm_thin.data_threshold_percent", "than 0"]),
+        ("[lvm_thin]\nmetadata_threshold_percent = 101\n", ["more than 100"]),
+        ('[lvm_thin]\ncoordinator_freeze = "yes"\n', ["coordinator_freeze must be true or false"]),
+        ("[lvm_thin]\npool_refresh_s = 5\n", ["unknown key lvm_thin.pool_refresh_s"]),
     ],
 )
 def test_bad_files_name_the_file_and_the_key(tmp_path: Path, text: str, words: list[str]) -> None:
@@ -78,6 +82,24 @@ def test_bad_files_name_the_file_and_the_key(tmp_path: Path, text: str, words: l
     assert str(path) in message
     for word in words:
         assert word in message
+
+
+def test_lvm_thin_section(tmp_path: Path) -> None:
+    assert Config().lvm_thin.data_threshold_percent == 80.0
+    assert Config().lvm_thin.coordinator_freeze is False
+    path = tmp_path / "snapd-vss.toml"
+    path.write_text(
+        "[lvm_thin]\ndata_threshold_percent = 90\nmetadata_threshold_percent = 60.5\n"
+        "coordinator_freeze = true\n"
+    )
+    lvm = load_config(path).lvm_thin
+    assert (lvm.data_threshold_percent, lvm.metadata_threshold_percent) == (90.0, 60.5)
+    assert lvm.coordinator_freeze is True
+    assert load_config(path).provider_options()["lvm_thin"] == {
+        "data_threshold": 90.0,
+        "metadata_threshold": 60.5,
+        "coordinator_freeze": True,
+    }
 
 
 def test_unreadable_file_is_an_error(tmp_path: Path) -> None:

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import importlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from snapd_vss.errors import InvalidArgs, NotFound, VolumeNotSupported
 from snapd_vss.model import Volume
@@ -102,12 +103,15 @@ def _load(spec: str) -> type[Provider] | None:
 
 
 def default_providers(
-    context: ProviderContext, enabled: Sequence[str] | None = None
+    context: ProviderContext,
+    enabled: Sequence[str] | None = None,
+    options: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> list[Provider]:
     """Build the known providers, in order of preference; ``enabled`` limits (and orders) them.
 
     ``None`` = all that are installed. An unknown or missing name in ``enabled`` is an
-    ``InvalidArgs`` naming the ones there are.
+    ``InvalidArgs`` naming the ones there are. ``options`` maps a provider's name to
+    keyword arguments for its constructor (``Config.provider_options()``).
     """
     known = dict(KNOWN_PROVIDERS)
     names = [name for name, _spec in KNOWN_PROVIDERS] if enabled is None else list(enabled)
@@ -123,5 +127,16 @@ def default_providers(
                 f"Unknown provider {name!r} in the configuration; "
                 f"known providers are: {', '.join(known)}."
             )
-        providers.append(cls(context))
+        providers.append(_build(cls, name, context, (options or {}).get(name, {})))
     return providers
+
+
+def _build(
+    cls: type[Provider], name: str, context: ProviderContext, options: Mapping[str, Any]
+) -> Provider:
+    try:
+        return cls(context, **options)
+    except TypeError as exc:
+        raise InvalidArgs(
+            f"Provider {name!r} does not take the options {', '.join(sorted(options))}: {exc}"
+        ) from None
