@@ -288,9 +288,7 @@ class SignalCatcher:
     async def connect(cls, address: str) -> SignalCatcher:
         bus = await MessageBus(bus_address=address).connect()
         catcher = cls(bus)
-        rule = (
-            "type='signal',interface='org.snapdvss.Vss1.DiffArea',member='SnapshotDropped'"
-        )
+        rule = "type='signal',interface='org.snapdvss.Vss1.DiffArea',member='SnapshotDropped'"
         await bus.call(
             Message(
                 destination="org.freedesktop.DBus",
@@ -353,13 +351,14 @@ async def test_resize_and_options(rig: Rig, client: VssClient) -> None:
     (volume,) = await list_volumes(client)
     assert volume["Policy"] == "FAIL_WRITES" and volume["ChunkSize"] == 16 * 1024
     assert volume["MaxBytes"] == 128 * MiB // 10 // (16 * 1024) * (16 * 1024)
-    await client.call(PROVIDER_PATH, DIFF_AREA, "ResizeDiffArea", volume["Name"], 8 * MiB,
-                      options())
+    await client.call(
+        PROVIDER_PATH, DIFF_AREA, "ResizeDiffArea", volume["Name"], 8 * MiB, options()
+    )
     (volume,) = await list_volumes(client)
     assert volume["MaxBytes"] == 8 * MiB
     with pytest.raises(errors.NotFound):
         await client.call(PROVIDER_PATH, DIFF_AREA, "ResizeDiffArea", "/nope", MiB, options())
-    with pytest.raises(errors.InvalidArgs, match="policy|FullPolicy"):
+    with pytest.raises(errors.InvalidArgs, match="policy 'SOMETIMES' is not known"):
         await attach(client, rig.image("b.img"), rig.diff_dir, policy="SOMETIMES")
     with pytest.raises(errors.InvalidArgs, match="chunk size"):
         await attach(client, rig.image("c.img"), rig.diff_dir, chunk_size=3000)

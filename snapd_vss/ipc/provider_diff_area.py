@@ -97,6 +97,14 @@ def require_absolute(path: str, what: str) -> str:
     return os.path.normpath(path)
 
 
+def parse_policy(value: str) -> FullPolicy:
+    try:
+        return FullPolicy(value)
+    except ValueError:
+        allowed = " or ".join(p.value for p in FullPolicy)
+        raise InvalidArgs(f"AttachVolume: policy {value!r} is not known; use {allowed}") from None
+
+
 def default_max_bytes(image: str, chunk_size: int) -> int:
     try:
         size = os.path.getsize(image)
@@ -137,8 +145,12 @@ class DiffAreaInterface(ServiceInterface):
     def snapshot_dropped(self, snapshot_id: str, reason: str) -> None:
         """The provider's listener: the snapshot is INVALID, announce it on the bus."""
         self._report_invalid(snapshot_id, reason)
-        log.warning("diff area dropped snapshot %s: %s", snapshot_id, reason,
-                    extra={"SNAPSHOT_ID": snapshot_id})
+        log.warning(
+            "diff area dropped snapshot %s: %s",
+            snapshot_id,
+            reason,
+            extra={"SNAPSHOT_ID": snapshot_id},
+        )
         self.SnapshotDropped(snapshot_id, reason)
 
     def _report_invalid(self, snapshot_id: str, reason: str) -> None:
@@ -175,7 +187,7 @@ class DiffAreaInterface(ServiceInterface):
         image = require_absolute(image, "the image")
         diff_area_dir = require_absolute(diff_area_dir, "the diff area directory")
         chunk_size = check_chunk_size(int(opts.get("chunk_size", DEFAULT_CHUNK_SIZE)))
-        policy = FullPolicy(FullPolicy.parse(str(opts.get("policy", DEFAULT_POLICY.value))))
+        policy = parse_policy(str(opts.get("policy", DEFAULT_POLICY.value)))
         max_bytes = int(opts.get("max_bytes", default_max_bytes(image, chunk_size)))
         if max_bytes <= 0:
             raise InvalidArgs(f"AttachVolume: max_bytes must be positive, not {max_bytes}")
@@ -217,8 +229,13 @@ class DiffAreaInterface(ServiceInterface):
         check_options(unwrap(options), {}, "ResizeDiffArea")
         attached = await self._resolve(volume)
         await self.provider.resize_diff_area(attached.name, max_bytes)
-        log.info("uid %d resized the diff area of %s (%s) to %d bytes",
-                 caller.uid, attached.name, attached.image, max_bytes)
+        log.info(
+            "uid %d resized the diff area of %s (%s) to %d bytes",
+            caller.uid,
+            attached.name,
+            attached.image,
+            max_bytes,
+        )
 
     @dbus_method()
     @dbus_method_errors
