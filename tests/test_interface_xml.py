@@ -192,6 +192,18 @@ API: dict[str, tuple[list[Method], dict[str, str], dict[str, tuple[tuple[str, st
         {"Volumes": "as", "DefaultChunkSize": "u", "DefaultPolicy": "s"},
         {"SnapshotDropped": (("snapshot_id", "s"), ("reason", "s"))},
     ),
+    # The lvm_thin provider's interface beside Provider.
+    "LvmThin": (
+        [("RefreshPools", (), (("pools", "a(ssddt)"),))],
+        {
+            "Pools": "a(ssddt)",
+            "DataThresholdPercent": "d",
+            "MetadataThresholdPercent": "d",
+            "CoordinatorFreeze": "b",
+            "UnclaimedSnapshots": "as",
+        },
+        {},
+    ),
 }
 
 

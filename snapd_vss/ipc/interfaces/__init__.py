@@ -26,6 +26,7 @@ INTERFACE_NAMES: tuple[str, ...] = (
     "Snapshot",
     "Provider",
     "DiffArea",
+    "LvmThin",
 )
 
 
