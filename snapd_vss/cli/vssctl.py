@@ -7,6 +7,8 @@
     delete ID... | --all | --oldest  [--volume V]
     expose ID [MOUNTPOINT]
     unexpose ID
+    volume attach IMAGE --diff-area DIR [--max-size SIZE] [--policy P] [--chunk-size SIZE]
+    volume detach IMAGE|NAME|LOOPDEV [--delete-snapshots] | resize ... --max-size SIZE | list
     exec VOLUME... [--no-writers] [--provider P] [--backup-type T] [--save-components FILE]
          -- COMMAND [ARG...]
 
@@ -43,7 +45,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from snapd_vss import errors
-from snapd_vss.cli import output
+from snapd_vss.cli import output, volume
 from snapd_vss.cli.backup import (
     BackupRun,
     BackupSummary,
@@ -154,6 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="write the Backup Components Document (for a later restore) to FILE",
     )
+    volume.add_parser(commands, json_too)
     return parser
 
 
@@ -484,6 +487,7 @@ COMMANDS: dict[str, Callable[[VssClient, argparse.Namespace], Awaitable[int]]] =
     "expose": cmd_expose,
     "unexpose": cmd_unexpose,
     "exec": cmd_exec,
+    "volume": volume.run,
 }
 
 
