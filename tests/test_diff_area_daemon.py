@@ -482,3 +482,52 @@ async def test_daemon_killed_while_frozen_leaves_the_fs_thawed(frozen_rig: Rig) 
         assert status.returncode != 0  # EINVAL: it is not frozen
         snap_id = await persistent_snapshot(client, str(rig.live))  # works again, no pause
         await client.snapshot(snap_id).delete()
+
+
+def vssctl(bus: PrivateBus, *args: str) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parent.parent))
+    env.pop("DBUS_SYSTEM_BUS_ADDRESS", None)
+    argv = [sys.executable, "-m", "snapd_vss.cli", "--bus", bus.address, *args]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=120, env=env, check=False)
+
+
+async def test_vssctl_volume_commands(rig: Rig, client: VssClient) -> None:
+    image = rig.image()
+    attached = await asyncio.to_thread(
+        vssctl, rig.bus, "volume", "attach", image, "--diff-area", str(rig.diff_dir),
+        "--max-size", "16M", "--policy", "FAIL_WRITES", "--chunk-size", "32K",
+    )  # fmt: skip
+    assert attached.returncode == 0, attached.stderr
+    device = attached.stdout.strip()
+    assert device.startswith("/dev/loop")
+
+    listed = await asyncio.to_thread(vssctl, rig.bus, "volume", "list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    (volume,) = json.loads(listed.stdout)
+    assert volume["image"] == image and volume["loop_device"] == device
+    assert volume["max_bytes"] == 16 * MiB and volume["chunk_size"] == 32 * 1024
+    assert volume["policy"] == "FAIL_WRITES"
+    table = await asyncio.to_thread(vssctl, rig.bus, "volume", "list")
+    assert volume["name"] in table.stdout and "16.0M" in table.stdout
+
+    resized = await asyncio.to_thread(
+        vssctl, rig.bus, "volume", "resize", volume["name"], "--max-size", "1G"
+    )
+    assert resized.returncode == 0, resized.stderr
+    (volume,) = await list_volumes(client)
+    assert volume["MaxBytes"] == 1024 * MiB
+
+    again = await asyncio.to_thread(
+        vssctl, rig.bus, "volume", "attach", image, "--diff-area", str(rig.diff_dir)
+    )
+    assert again.returncode == 3 and "already attached" in again.stderr  # InvalidArgs
+    bad = await asyncio.to_thread(
+        vssctl, rig.bus, "volume", "attach", image, "--diff-area", ".", "--max-size", "lots"
+    )
+    assert bad.returncode == 2 and "not a size" in bad.stderr  # a usage error
+
+    detached = await asyncio.to_thread(vssctl, rig.bus, "volume", "detach", device)
+    assert detached.returncode == 0, detached.stderr
+    missing = await asyncio.to_thread(vssctl, rig.bus, "volume", "detach", image)
+    assert missing.returncode == 6, missing.stderr  # NotFound
+    assert await list_volumes(client) == []
