@@ -28,6 +28,7 @@ from dbus_fast.aio import MessageBus
 from snapd_vss import errors
 from snapd_vss.freeze.markers import read_markers
 from snapd_vss.ipc.client import VssClient, options
+from snapd_vss.ipc.interfaces import load_interface
 from snapd_vss.providers.base import ProviderContext
 from snapd_vss.providers.diff_area.provider import DiffAreaProvider
 from snapd_vss.testing.bus import LocalUser, PrivateBus, run_as
@@ -371,6 +372,7 @@ async def test_resize_and_options(rig: Rig, client: VssClient) -> None:
 NONROOT_PROBE = r"""
 import asyncio, json, sys
 from snapd_vss.ipc.client import VssClient, options
+from snapd_vss.ipc.interfaces import load_interface
 from snapd_vss import errors
 
 async def main(address, image, diff_dir):
@@ -531,3 +533,30 @@ async def test_vssctl_volume_commands(rig: Rig, client: VssClient) -> None:
     missing = await asyncio.to_thread(vssctl, rig.bus, "volume", "detach", image)
     assert missing.returncode == 6, missing.stderr  # NotFound
     assert await list_volumes(client) == []
+
+
+async def test_running_interface_matches_its_xml(rig: Rig) -> None:
+    bus = await MessageBus(bus_address=rig.bus.address).connect()
+    try:
+        node = await bus.introspect("org.snapdvss.Vss1", PROVIDER_PATH)
+    finally:
+        bus.disconnect()
+    names = [i.name for i in node.interfaces]
+    assert "org.snapdvss.Vss1.Provider" in names
+    (running,) = [i for i in node.interfaces if i.name == "org.snapdvss.Vss1.DiffArea"]
+    shipped = load_interface(DIFF_AREA)
+
+    def shape(iface: Any) -> dict[str, object]:
+        return {
+            "methods": {
+                m.name: (
+                    [(a.name, a.signature) for a in m.in_args],
+                    [a.signature for a in m.out_args],
+                )
+                for m in iface.methods
+            },
+            "properties": {p.name: (p.signature, p.access.value) for p in iface.properties},
+            "signals": {s.name: [a.signature for a in s.args] for s in iface.signals},
+        }
+
+    assert shape(running) == shape(shipped)
