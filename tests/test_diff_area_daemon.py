@@ -560,3 +560,11 @@ async def test_running_interface_matches_its_xml(rig: Rig) -> None:
         }
 
     assert shape(running) == shape(shipped)
+
+
+def test_failpoint_spec() -> None:
+    from snapd_vss import failpoints
+
+    assert failpoints.parse("frozen=3, other=0.5") == {"frozen": 3.0, "other": 0.5}
+    assert failpoints.parse("frozen, =2, x=-1, y=soon, z=1") == {"z": 1.0}  # bad ones: logged
+    assert failpoints.parse("") == {}
