@@ -212,3 +212,48 @@ async def test_reconcile_finds_removed_and_unknown_snapshots(
     assert not await lvm_provider.exists(ra)
     assert await lvm_provider.exists(rb)
     await lvm_provider.delete(rb)
+
+
+async def test_delete_finds_an_unrecorded_lv_by_its_id_tag(
+    lvm_provider, thin_fs, new_record, scratch_vg
+) -> None:
+    """A commit whose LV was made but never recorded (killed daemon, cancelled lvcreate)."""
+    volume = thin_fs("ext4")
+    rec = new_record(volume.mount_point)
+    await lvm_provider.prepare(rec, volume)
+    await lvm_provider.commit(rec, volume)
+    lv = rec.provider_data.pop("lv")
+    assert [r["lv_name"] for r in tagged_lvs(scratch_vg)] == [lv]
+    await lvm_provider.delete(rec)
+    assert tagged_lvs(scratch_vg) == []
+    await lvm_provider.delete(rec)  # nothing tagged with its id: still fine
+
+
+async def test_startup_reports_unclaimed_lvs_and_pools(
+    thin_fs, new_record, scratch_vg, tmp_path
+) -> None:
+    from snapd_vss.providers.base import ProviderContext
+    from snapd_vss.store import SnapshotStore
+
+    volume = thin_fs("ext4")
+    state = tmp_path / "state"
+    state.mkdir()
+    provider = LvmThinProvider(ProviderContext(str(state), str(tmp_path)))
+    known, stray = new_record(volume.mount_point), new_record(volume.mount_point)
+    for rec in (known, stray):
+        await provider.prepare(rec, volume)
+        await provider.commit(rec, volume)
+    with SnapshotStore(str(state / "snapshots.db")) as store:
+        store.put(known)
+    seen = []
+    provider.pools_changed = seen.append
+    provider.pools = []
+    await provider.startup()
+    try:
+        assert [lv.name for lv in provider.unclaimed] == [stray.provider_data["lv"]]
+        assert [p.pool for p in provider.pools if p.vg == scratch_vg] == [POOL]
+        assert seen and seen[-1] == provider.pools
+    finally:
+        await provider.shutdown()
+        await provider.delete(known)
+        await provider.delete(stray)
