@@ -51,7 +51,9 @@ from snapd_vss.cli.backup import (
     BackupSummary,
     SnapshotSummary,
     StepFailed,
+    add_backup_parser,
     choose_context,
+    cmd_backup,
     doing,
 )
 from snapd_vss.cli.selection import is_under
@@ -157,6 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="write the Backup Components Document (for a later restore) to FILE",
     )
     volume.add_parser(commands, json_too)
+    add_backup_parser(commands, [json_too])
     return parser
 
 
@@ -488,6 +491,7 @@ COMMANDS: dict[str, Callable[[VssClient, argparse.Namespace], Awaitable[int]]] =
     "unexpose": cmd_unexpose,
     "exec": cmd_exec,
     "volume": volume.run,
+    "backup": cmd_backup,
 }
 
 
