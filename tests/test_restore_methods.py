@@ -1,0 +1,373 @@
+"""The restore engine on real filesystems: one test per restore method, and the safety rules."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from snapd_vss import errors
+from snapd_vss.backupset import ChecksumMismatch, InvalidBackupSet
+from snapd_vss.documents import AlternateLocationMapping
+from snapd_vss.restore import pending
+from snapd_vss.restore.engine import ComponentJob, RestoreEngine
+from snapd_vss.restore.report import ComponentOutcome
+from snapd_vss.restore.safety import ROOT, Credentials
+from snapd_vss.restore.source import open_backup_set
+from snapd_vss.restore.testsets import SetSpec, make_set
+from snapd_vss.testing.bus import LocalUser
+from snapd_vss.testing.loopdev import LoopFs
+from snapd_vss.vocabulary import RestoreMethod, RestoreTarget
+
+M = RestoreMethod
+
+
+@pytest.fixture
+def sets_dir() -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="snapd-vss-sets-", dir="/var/tmp"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def pending_root(sets_dir: Path) -> str:
+    return str(sets_dir / "pending")
+
+
+def populate(data: Path) -> None:
+    (data / "sub").mkdir(parents=True, exist_ok=True)
+    (data / "a.txt").write_text("alpha\n")
+    (data / "b.bin").write_bytes(os.urandom(300_000))
+    (data / "sub" / "c.txt").write_text("gamma\n")
+    os.chmod(data / "sub" / "c.txt", 0o640)
+    os.symlink("sub/c.txt", data / "link")
+
+
+def snapshot_of(data: Path) -> dict[str, bytes | str]:
+    """Every file's bytes (and link's target) below ``data``, by relative path."""
+    found: dict[str, bytes | str] = {}
+    for directory, _dirs, names in os.walk(data):
+        for name in names:
+            path = Path(directory) / name
+            key = str(path.relative_to(data))
+            found[key] = os.readlink(path) if path.is_symlink() else path.read_bytes()
+    return found
+
+
+def backed_up(volume: LoopFs, sets_dir: Path, **spec_args: object) -> tuple[Path, str, SetSpec]:
+    data = Path(volume.mount_point) / "data"
+    populate(data)
+    spec = SetSpec(str(data), **spec_args)  # type: ignore[arg-type]
+    path = str(sets_dir / "full")
+    make_set(path, spec)
+    return data, path, spec
+
+
+async def run(
+    set_path: str,
+    method: RestoreMethod,
+    credentials: Credentials = ROOT,
+    pending_root: str | None = None,
+    **job_args: object,
+) -> ComponentOutcome:
+    source = open_backup_set(set_path)
+    source.verify()
+    (component,) = source.components
+    engine = RestoreEngine(source, pending_root=pending_root)
+    job = ComponentJob(component, method, credentials, **job_args)  # type: ignore[arg-type]
+    return await engine.restore(job)
+
+
+class Holder:
+    """A real process that keeps a file open (``fd``) or only mapped (``map``)."""
+
+    def __init__(self, path: Path, how: str) -> None:
+        code = (
+            "import mmap,sys,time\n"
+            "f=open(sys.argv[1],'rb')\n"
+            "m=mmap.mmap(f.fileno(),0,access=mmap.ACCESS_READ) if sys.argv[2]=='map' else None\n"
+            "f.close() if m else None\n"
+            "print('ready',flush=True)\n"
+            "time.sleep(600)\n"
+        )
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", code, str(path), how], stdout=subprocess.PIPE
+        )
+        assert self.process.stdout is not None
+        assert self.process.stdout.readline().strip() == b"ready"
+
+    def __enter__(self) -> Holder:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.process.kill()
+        self.process.wait()
+
+
+# ----- one test per restore method -------------------------------------------------------
+
+
+async def test_restore_if_not_there_keeps_existing_files(
+    ext4_volume: LoopFs, sets_dir: Path
+) -> None:
+    data, path, _ = backed_up(ext4_volume, sets_dir)
+    before = snapshot_of(data)
+    (data / "a.txt").unlink()
+    (data / "sub" / "c.txt").write_text("changed\n")
+    outcome = await run(path, M.RESTORE_IF_NOT_THERE)
+    assert outcome.ok and outcome.status.value == "ALL"
+    assert (data / "a.txt").read_bytes() == before["a.txt"]
+    assert (data / "sub" / "c.txt").read_text() == "changed\n"  # existed: left alone
+    assert any(s.startswith(str(data / "sub" / "c.txt")) for s in outcome.skipped)
+
+
+async def test_restore_if_can_replace_in_place(btrfs_volume: LoopFs, sets_dir: Path) -> None:
+    data, path, _ = backed_up(btrfs_volume, sets_dir)
+    before = snapshot_of(data)
+    (data / "b.bin").write_bytes(b"damaged")
+    (data / "new.txt").write_text("created after the backup\n")
+    outcome = await run(path, M.RESTORE_IF_CAN_REPLACE)
+    assert outcome.ok, outcome
+    assert snapshot_of(data) == before  # new.txt matched the component's spec: removed
+    assert outcome.removed == [str(data / "new.txt")]
+    assert oct((data / "sub" / "c.txt").stat().st_mode & 0o777) == oct(0o640)
+
+
+@pytest.mark.parametrize("how", ["fd", "map"])
+async def test_restore_if_can_replace_refuses_files_in_use(
+    ext4_volume: LoopFs, sets_dir: Path, how: str
+) -> None:
+    data, path, _ = backed_up(ext4_volume, sets_dir)
+    (data / "a.txt").write_text("newer\n")
+    with Holder(data / "b.bin", how) as holder:
+        outcome = await run(path, M.RESTORE_IF_CAN_REPLACE)
+        assert not outcome.ok
+        assert outcome.status.value == "NONE"
+        assert f"pid {holder.process.pid}" in outcome.message
+    assert (data / "a.txt").read_text() == "newer\n"  # all files of a component alike
+
+
+async def test_restore_if_can_replace_goes_to_the_alternate_location_when_in_use(
+    ext4_volume: LoopFs, sets_dir: Path
+) -> None:
+    alternate = Path(ext4_volume.mount_point) / "restored"
+    data, path, spec = backed_up(ext4_volume, sets_dir)
+    mapping = AlternateLocationMapping(str(data), "*", True, str(alternate))
+    before = snapshot_of(data)
+    with Holder(data / "a.txt", "fd"):
+        outcome = await run(path, M.RESTORE_IF_CAN_REPLACE, mappings=[mapping])
+    assert outcome.ok and outcome.placement == "alternate"
+    assert outcome.mappings_used == [mapping]
+    assert snapshot_of(alternate) == before
+
+
+async def test_restore_to_alternate_location(xfs_volume: LoopFs, sets_dir: Path) -> None:
+    data, path, _ = backed_up(xfs_volume, sets_dir)
+    before = snapshot_of(data)
+    alternate = Path(xfs_volume.mount_point) / "elsewhere"
+    mapping = AlternateLocationMapping(str(data), "*", True, str(alternate))
+    (data / "a.txt").write_text("untouched\n")
+    outcome = await run(path, M.RESTORE_TO_ALTERNATE_LOCATION, mappings=[mapping])
+    assert outcome.ok
+    assert snapshot_of(alternate) == before
+    assert (data / "a.txt").read_text() == "untouched\n"
+    # a mapping that does not cover every file fails the component, nothing written
+    partial = AlternateLocationMapping(str(data), "*.txt", False, str(alternate) + "2")
+    outcome = await run(path, M.RESTORE_TO_ALTERNATE_LOCATION, mappings=[partial])
+    assert not outcome.ok and not os.path.exists(str(alternate) + "2")
+
+
+async def test_writer_restore_target_alternate(ext4_volume: LoopFs, sets_dir: Path) -> None:
+    data, path, _ = backed_up(ext4_volume, sets_dir)
+    alternate = Path(ext4_volume.mount_point) / "alt"
+    mapping = AlternateLocationMapping(str(data), "*", True, str(alternate))
+    outcome = await run(
+        path, M.RESTORE_IF_CAN_REPLACE, mappings=[mapping], target=RestoreTarget.ALTERNATE
+    )
+    assert outcome.ok and outcome.placement == "alternate"
+    assert (alternate / "a.txt").read_text() == "alpha\n"
+
+
+async def test_restore_at_reboot_stages_and_applies(
+    ext4_volume: LoopFs, sets_dir: Path, pending_root: str
+) -> None:
+    data, path, _ = backed_up(ext4_volume, sets_dir)
+    before = snapshot_of(data)
+    (data / "a.txt").write_text("until the reboot\n")
+    outcome = await run(path, M.RESTORE_AT_REBOOT, pending_root=pending_root)
+    assert outcome.ok and outcome.placement == "pending" and outcome.staged
+    assert (data / "a.txt").read_text() == "until the reboot\n"
+    (plan,) = pending.list_pending(pending_root)
+    assert plan.id == outcome.staged and plan.summary()["files"] == 3
+    (applied,) = pending.apply_all(pending_root)
+    assert applied.ok, applied
+    assert snapshot_of(data) == before
+    assert pending.list_pending(pending_root) == []
+
+
+async def test_pending_restore_can_be_cancelled(
+    ext4_volume: LoopFs, sets_dir: Path, pending_root: str
+) -> None:
+    data, path, _ = backed_up(ext4_volume, sets_dir)
+    (data / "a.txt").write_text("kept\n")
+    outcome = await run(path, M.RESTORE_AT_REBOOT, pending_root=pending_root)
+    pending.cancel(outcome.staged, pending_root)
+    assert pending.apply_all(pending_root) == []
+    assert (data / "a.txt").read_text() == "kept\n"
+    with pytest.raises(errors.NotFound):
+        pending.cancel(outcome.staged, pending_root)
+
+
+async def test_restore_at_reboot_if_cannot_replace(
+    ext4_volume: LoopFs, sets_dir: Path, pending_root: str
+) -> None:
+    data, path, _ = backed_up(ext4_volume, sets_dir)
+    (data / "a.txt").write_text("x\n")
+    outcome = await run(path, M.RESTORE_AT_REBOOT_IF_CANNOT_REPLACE, pending_root=pending_root)
+    assert outcome.ok and outcome.placement == "original"  # nothing in use: now
+    assert (data / "a.txt").read_text() == "alpha\n"
+    (data / "a.txt").write_text("y\n")
+    with Holder(data / "b.bin", "fd"):
+        outcome = await run(
+            path, M.RESTORE_AT_REBOOT_IF_CANNOT_REPLACE, pending_root=pending_root
+        )
+    assert outcome.ok and outcome.placement == "pending"
+    assert (data / "a.txt").read_text() == "y\n"
+    (applied,) = pending.apply_all(pending_root)
+    assert applied.ok and (data / "a.txt").read_text() == "alpha\n"
+
+
+async def test_custom_places_nothing(ext4_volume: LoopFs, sets_dir: Path) -> None:
+    data, path, _ = backed_up(ext4_volume, sets_dir)
+    (data / "a.txt").write_text("the writer's business\n")
+    outcome = await run(path, M.CUSTOM)
+    assert outcome.ok and outcome.placement == "none" and outcome.status.value == "NONE"
+    assert (data / "a.txt").read_text() == "the writer's business\n"
+
+
+# ----- safety ----------------------------------------------------------------------------
+
+
+async def test_tampered_set_is_refused_before_any_file_is_touched(
+    ext4_volume: LoopFs, sets_dir: Path
+) -> None:
+    data, path, _ = backed_up(ext4_volume, sets_dir)
+    (data / "a.txt").write_text("current\n")
+    archive = next((Path(path) / "data").iterdir())
+    raw = bytearray(archive.read_bytes())
+    at = raw.index(b"alpha")
+    raw[at] ^= 0x20
+    archive.write_bytes(bytes(raw))
+    source = open_backup_set(path)
+    with pytest.raises(ChecksumMismatch):
+        source.verify()
+    with pytest.raises(errors.InvalidState):
+        list(source.chunks(source.components[0], source.components[0].entries[0]))
+    assert (data / "a.txt").read_text() == "current\n"
+
+
+async def test_symlink_out_of_the_component_is_refused(
+    ext4_volume: LoopFs, sets_dir: Path
+) -> None:
+    data = Path(ext4_volume.mount_point) / "data"
+    populate(data)
+    os.symlink("/etc/passwd", data / "escape")
+    path = str(sets_dir / "full")
+    make_set(path, SetSpec(str(data)))
+    with pytest.raises(InvalidBackupSet, match="outside"):
+        open_backup_set(path).verify()
+
+
+async def test_destination_directory_that_is_a_symlink_is_refused(
+    ext4_volume: LoopFs, sets_dir: Path
+) -> None:
+    data, path, _ = backed_up(ext4_volume, sets_dir)
+    elsewhere = Path(ext4_volume.mount_point) / "elsewhere"
+    elsewhere.mkdir()
+    shutil.rmtree(data / "sub")
+    os.symlink(elsewhere, data / "sub")
+    outcome = await run(path, M.RESTORE_IF_CAN_REPLACE)
+    assert not outcome.ok and outcome.error_code == "AccessDenied"
+    assert "symbolic link" in outcome.message
+    assert list(elsewhere.iterdir()) == []
+    assert outcome.restored == []
+
+
+async def test_nonroot_writer_cannot_direct_files_where_it_cannot_write(
+    ext4_volume: LoopFs, sets_dir: Path, nonroot_user: LocalUser
+) -> None:
+    data, path, _ = backed_up(ext4_volume, sets_dir)
+    (data / "a.txt").write_text("current\n")
+    user = Credentials.of_uid(nonroot_user.uid)
+    outcome = await run(path, M.RESTORE_IF_CAN_REPLACE, credentials=user)
+    assert not outcome.ok and outcome.error_code == "AccessDenied"
+    assert str(data) in outcome.message and nonroot_user.name in outcome.message
+    assert (data / "a.txt").read_text() == "current\n"
+    # a mapping into a root-only directory is refused the same way
+    target = Path(ext4_volume.mount_point) / "rootonly"
+    target.mkdir(mode=0o755)
+    mapping = AlternateLocationMapping(str(data), "*", True, str(target / "x"))
+    outcome = await run(path, M.RESTORE_TO_ALTERNATE_LOCATION, credentials=user, mappings=[mapping])
+    assert outcome.error_code == "AccessDenied" and str(target) in outcome.message
+    assert not (target / "x").exists()
+    # where the user may write (and reach: the volume's private workdir is 0700), it works
+    os.chmod(ext4_volume.workdir, 0o755)
+    os.chmod(ext4_volume.mount_point, 0o755)
+    os.chown(target, nonroot_user.uid, nonroot_user.gid)
+    outcome = await run(path, M.RESTORE_TO_ALTERNATE_LOCATION, credentials=user, mappings=[mapping])
+    assert outcome.ok, outcome
+    assert (target / "x" / "a.txt").read_text() == "alpha\n"
+
+
+async def test_half_way_failure_says_what_was_and_was_not_restored(
+    ext4_volume: LoopFs, sets_dir: Path
+) -> None:
+    data, path, _ = backed_up(ext4_volume, sets_dir)
+    for name in ("a.txt", "b.bin"):
+        (data / name).write_text("old\n")
+    (data / "b.bin").unlink()
+    (data / "b.bin").mkdir()  # a directory where the set has a file
+    (data / "b.bin" / "keep").write_text("k")
+    outcome = await run(path, M.RESTORE_IF_CAN_REPLACE)
+    assert outcome.status.value == "FAILED"
+    assert outcome.failed and outcome.failed[0].startswith(str(data / "b.bin"))
+    restored = set(outcome.restored)
+    not_restored = set(outcome.not_restored)
+    assert str(data / "a.txt") in restored | not_restored
+    assert restored.isdisjoint(not_restored)
+    for written in restored:
+        assert os.path.lexists(written)
+    assert not [n for n in os.listdir(data) if n.startswith(".snapd-vss-restore.")]
+
+
+@pytest.mark.parametrize("fs", ["ext4", "btrfs"])
+async def test_chain_restores_the_chosen_point(
+    loop_fs_factory: object, sets_dir: Path, fs: str
+) -> None:
+    volume: LoopFs = loop_fs_factory(fs)  # type: ignore[operator]
+    data, full, spec = backed_up(volume, sets_dir)
+    at_full = snapshot_of(data)
+    time.sleep(0.01)
+    (data / "a.txt").write_text("alpha, changed\n")
+    (data / "sub" / "c.txt").unlink()
+    (data / "d.txt").write_text("added\n")
+    incremental = str(sets_dir / "incr")
+    make_set(incremental, spec, base=full)
+    at_incremental = snapshot_of(data)
+    (data / "a.txt").write_text("damage\n")
+    (data / "e.txt").write_text("after\n")
+    (data / "b.bin").write_bytes(b"")
+    outcome = await run(incremental, M.RESTORE_IF_CAN_REPLACE)
+    assert outcome.ok, outcome
+    assert snapshot_of(data) == at_incremental  # c.txt not resurrected, e.txt removed
+    outcome = await run(full, M.RESTORE_IF_CAN_REPLACE)
+    assert outcome.ok and snapshot_of(data) == at_full
