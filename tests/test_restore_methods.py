@@ -160,7 +160,7 @@ async def test_restore_if_can_replace_goes_to_the_alternate_location_when_in_use
     ext4_volume: LoopFs, sets_dir: Path
 ) -> None:
     alternate = Path(ext4_volume.mount_point) / "restored"
-    data, path, spec = backed_up(ext4_volume, sets_dir)
+    data, path, _ = backed_up(ext4_volume, sets_dir)
     mapping = AlternateLocationMapping(str(data), "*", True, str(alternate))
     before = snapshot_of(data)
     with Holder(data / "a.txt", "fd"):
@@ -237,9 +237,7 @@ async def test_restore_at_reboot_if_cannot_replace(
     assert (data / "a.txt").read_text() == "alpha\n"
     (data / "a.txt").write_text("y\n")
     with Holder(data / "b.bin", "fd"):
-        outcome = await run(
-            path, M.RESTORE_AT_REBOOT_IF_CANNOT_REPLACE, pending_root=pending_root
-        )
+        outcome = await run(path, M.RESTORE_AT_REBOOT_IF_CANNOT_REPLACE, pending_root=pending_root)
     assert outcome.ok and outcome.placement == "pending"
     assert (data / "a.txt").read_text() == "y\n"
     (applied,) = pending.apply_all(pending_root)
@@ -275,9 +273,7 @@ async def test_tampered_set_is_refused_before_any_file_is_touched(
     assert (data / "a.txt").read_text() == "current\n"
 
 
-async def test_symlink_out_of_the_component_is_refused(
-    ext4_volume: LoopFs, sets_dir: Path
-) -> None:
+async def test_symlink_out_of_the_component_is_refused(ext4_volume: LoopFs, sets_dir: Path) -> None:
     data = Path(ext4_volume.mount_point) / "data"
     populate(data)
     os.symlink("/etc/passwd", data / "escape")

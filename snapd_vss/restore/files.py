@@ -53,8 +53,12 @@ def write_file(
 ) -> int:
     """Write ``name`` in ``dir_fd`` from ``chunks``; returns the bytes written."""
     temp = temp_name(name)
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                 0o600, dir_fd=dir_fd)
+    fd = os.open(
+        temp,
+        os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+        0o600,
+        dir_fd=dir_fd,
+    )
     try:
         digest = hashlib.sha256()
         written = 0

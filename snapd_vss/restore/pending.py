@@ -251,8 +251,13 @@ def apply_one(plan_id: str, root: str | None = None) -> ComponentOutcome:
     directory = _plan_dir(plan_id, root)
     plan = _read_plan(directory)
     outcome = ComponentOutcome(
-        plan.instance_id, plan.logical_path, plan.name, plan.label, plan.method,
-        placement="original", staged=plan.id,
+        plan.instance_id,
+        plan.logical_path,
+        plan.name,
+        plan.label,
+        plan.method,
+        placement="original",
+        staged=plan.id,
     )
     items = [Placed(i.entry(), i.destination, i.destination) for i in plan.items]
     placement = Placement("original", items, [])
@@ -266,8 +271,9 @@ def apply_one(plan_id: str, root: str | None = None) -> ComponentOutcome:
         shutil.rmtree(directory)
     else:
         message = outcome.message or "; ".join(outcome.failed[:3])
-        _write_json(os.path.join(directory, RESULT), {"message": message,
-                                                      "outcome": outcome.to_json()})
+        _write_json(
+            os.path.join(directory, RESULT), {"message": message, "outcome": outcome.to_json()}
+        )
     return outcome
 
 

@@ -49,16 +49,19 @@ def original_path(component: SourceComponent, entry: SourceEntry) -> str:
 
 
 def at_original(component: SourceComponent) -> Placement:
-    items = [Placed(e, original_path(component, e), original_path(component, e))
-             for e in component.entries]
+    items = [
+        Placed(e, original_path(component, e), original_path(component, e))
+        for e in component.entries
+    ]
     return Placement("original", items, [])
 
 
 def _covers(mapping: AlternateLocationMapping, path: str, is_dir: bool) -> bool:
     root = os.path.normpath(mapping.path)
     if is_dir:
-        return is_under(path, root) and (mapping.recursive or os.path.dirname(path) == root
-                                          or path == root)
+        return is_under(path, root) and (
+            mapping.recursive or os.path.dirname(path) == root or path == root
+        )
     parent, name = os.path.split(path)
     in_place = parent == root or (mapping.recursive and is_under(parent, root))
     return in_place and fnmatch.fnmatchcase(name, mapping.filespec)
@@ -71,9 +74,7 @@ def _mapped(mapping: AlternateLocationMapping, path: str) -> str:
     return destination if rest == "." else os.path.join(destination, rest)
 
 
-def at_alternate(
-    component: SourceComponent, mappings: list[AlternateLocationMapping]
-) -> Placement:
+def at_alternate(component: SourceComponent, mappings: list[AlternateLocationMapping]) -> Placement:
     """Every entry through the first mapping that covers it; InvalidArgs if one is not."""
     if not mappings:
         raise InvalidArgs(

@@ -161,9 +161,7 @@ def _finish_directories(
             outcome.failed.append(f"{item.destination}: cannot set owner/mode: {exc.strerror}")
 
 
-def prune(
-    component: SourceComponent, placement: Placement, outcome: ComponentOutcome
-) -> None:
+def prune(component: SourceComponent, placement: Placement, outcome: ComponentOutcome) -> None:
     """Remove files the component's specs name that the set says did not exist then.
 
     Restoring a point in time means a file created after it (e.g. a database's newer

@@ -151,8 +151,10 @@ class RestoreSource:
                 have = ", ".join(
                     f"{c.writer_name}:{c.logical_path}/{c.name}" for c in self.components
                 )
-                raise NotFound(f"--component {selector}: no such component in {self.path} "
-                               f"(it has: {have or 'nothing'})")
+                raise NotFound(
+                    f"--component {selector}: no such component in {self.path} "
+                    f"(it has: {have or 'nothing'})"
+                )
             chosen.extend(c for c in found if c not in chosen)
         return chosen
 
