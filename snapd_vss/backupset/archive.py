@@ -19,6 +19,7 @@ import contextlib
 import decimal
 import grp
 import hashlib
+import io
 import os
 import pwd
 import shutil
@@ -76,7 +77,10 @@ def compressed_writer(path: str, compression: Compression) -> Iterator[tuple[Sin
     """(stream to write the tar to, the file on disk) — the caller fsyncs the file."""
     with open(path, "xb", buffering=0) as raw:
         if compression is Compression.NONE:
-            yield raw, raw
+            buffered = io.BufferedWriter(raw, buffer_size=CHUNK)  # headers and small files
+            yield buffered, raw
+            buffered.flush()
+            buffered.detach()
             return
         try:
             import zstandard
@@ -192,6 +196,7 @@ class TarWriter:
         self.offset = 0
         self.progress = progress
         self._hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sha256")
+        self._buffers = [bytearray(CHUNK), bytearray(CHUNK)]
 
     def _write(self, data: bytes | memoryview) -> None:
         self.sink.write(data)
@@ -210,9 +215,10 @@ class TarWriter:
             self._write(bytes(padding))
 
     def _copy(self, source: str, size: int) -> str:
-        """Copy exactly ``size`` bytes of ``source``; the sha256 runs beside the writes."""
+        """Copy exactly ``size`` bytes of ``source``; the sha256 runs beside the writes
+        (in one thread for a file of one chunk, where a hand-over costs more)."""
         digest = hashlib.sha256()
-        buffers = [bytearray(CHUNK), bytearray(CHUNK)]
+        buffers = self._buffers
         pending: Future[None] | None = None
         remaining = size
         with open(source, "rb", buffering=0) as f:
@@ -228,7 +234,10 @@ class TarWriter:
                 if pending is not None:
                     pending.result()
                 chunk = buffer[:n]
-                pending = self._hasher.submit(digest.update, chunk)
+                if size <= CHUNK:
+                    digest.update(chunk)
+                else:
+                    pending = self._hasher.submit(digest.update, chunk)
                 self._write(chunk)
                 remaining -= n
                 turn ^= 1

@@ -91,15 +91,6 @@ class Entry:
     data_set_id: str = ""  # files: the set whose archive holds the content
     offset: int = -1  # files stored here: data offset in the uncompressed tar
 
-    def same_content_as(self, other: Entry) -> bool:
-        """Whether ``other`` (from a base set) can stand for this file unchanged."""
-        return (
-            self.type is EntryType.FILE
-            and other.type is EntryType.FILE
-            and (self.size, self.mtime_ns, self.ctime_ns)
-            == (other.size, other.mtime_ns, other.ctime_ns)
-        )
-
 
 @dataclass
 class SpecRecord:

@@ -11,6 +11,7 @@ import os
 import re
 import shutil
 import tempfile
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -55,6 +56,76 @@ def _write_file(path: str, text: str) -> None:
         f.write(text)
         f.flush()
         os.fsync(f.fileno())
+
+
+class Prefetcher:
+    """Asks the kernel to read the next files ahead (POSIX_FADV_WILLNEED) while one is copied.
+
+    A fresh snapshot's page cache is cold; many small files would otherwise be read one
+    synchronous request at a time.
+    """
+
+    AHEAD_FILES = 64
+    AHEAD_BYTES = 64 << 20
+
+    def __init__(self, files: list[SourceFile]) -> None:
+        self.files = [f for f in files if f.type is EntryType.FILE]
+        self.position = 0  # index of the file being copied
+        self.stopped = False
+        self._changed = threading.Condition()
+        self._thread = threading.Thread(target=self._run, name="prefetch", daemon=True)
+        self._thread.start()
+
+    def copied(self, source: SourceFile) -> None:
+        if source.type is EntryType.FILE:
+            with self._changed:
+                self.position += 1
+                self._changed.notify()
+
+    def stop(self) -> None:
+        with self._changed:
+            self.stopped = True
+            self._changed.notify()
+        self._thread.join()
+
+    def _run(self) -> None:
+        ahead_bytes = 0
+        for index, source in enumerate(self.files):
+            with self._changed:
+                while not self.stopped and (
+                    index - self.position > self.AHEAD_FILES
+                    or (index > self.position and ahead_bytes > self.AHEAD_BYTES)
+                ):
+                    self._changed.wait()
+                    ahead_bytes = sum(f.stat.st_size for f in self.files[self.position : index])
+                if self.stopped:
+                    return
+            ahead_bytes += source.stat.st_size
+            try:
+                fd = os.open(source.source, os.O_RDONLY | os.O_NOFOLLOW)
+            except OSError:
+                continue
+            try:
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_WILLNEED)
+            except OSError:
+                pass
+            finally:
+                os.close(fd)
+
+
+def source_unchanged(source: SourceFile, base: Entry) -> bool:
+    """Whether a file in the snapshot is the one ``base`` (from the base set) stored.
+
+    Same size, mtime and ctime (a snapshot keeps ctimes; any write or metadata change
+    moves the ctime).
+    """
+    st = source.stat
+    return (
+        source.type is EntryType.FILE
+        and base.type is EntryType.FILE
+        and (base.size, base.mtime_ns, base.ctime_ns)
+        == (st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    )
 
 
 @dataclass
@@ -124,6 +195,13 @@ class BackupSetWriter:
         record.snapshot_root = selection.snapshot_root
         result = ComponentResult(record, skipped=list(selection.skipped))
         path = os.path.join(self.work, record.archive)
+        unchanged = {
+            source.original
+            for source in selection.files
+            if (base := (base_files or {}).get(source.original)) is not None
+            and source_unchanged(source, base)
+        }
+        prefetch = Prefetcher([f for f in selection.files if f.original not in unchanged])
         try:
             with compressed_writer(path, self.manifest.compression) as (sink, _raw):
                 tar = TarWriter(sink, progress)
@@ -132,8 +210,8 @@ class BackupSetWriter:
                         read_xattrs(source.source) if source.type is not EntryType.SYMLINK else {}
                     )
                     entry = self._entry(source, xattrs)
-                    base = (base_files or {}).get(source.original)
-                    if base is not None and entry.same_content_as(base):
+                    if source.original in unchanged:
+                        base = (base_files or {})[source.original]
                         entry.sha256, entry.data_set_id = base.sha256, base.data_set_id
                         result.unchanged_files += 1
                     else:
@@ -142,6 +220,7 @@ class BackupSetWriter:
                             result.stored_files += 1
                             result.stored_bytes += entry.size
                         tar.add(entry, xattrs, source.source)
+                    prefetch.copied(source)
                     record.entries.append(entry)
                 tar.finish()
             fsync_path(path)
@@ -153,6 +232,8 @@ class BackupSetWriter:
             record.archive, record.archive_size = "", 0
             if os.path.exists(path):
                 os.unlink(path)
+        finally:
+            prefetch.stop()
         self.manifest.components.append(record)
         return result
 

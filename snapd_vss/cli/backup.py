@@ -31,7 +31,6 @@ from snapd_vss.backupset import (
     Manifest,
     Selection,
     SnapshotMount,
-    SourceFile,
     SpecKind,
     SpecRecord,
     WriterRecord,
@@ -40,6 +39,7 @@ from snapd_vss.backupset import (
 )
 from snapd_vss.backupset.archive import zstd_available
 from snapd_vss.backupset.manifest import VOLUME_COMPONENT
+from snapd_vss.backupset.writer import source_unchanged
 from snapd_vss.cli import output
 from snapd_vss.cli.selection import SelectedComponent, full_path, is_under, select_components
 from snapd_vss.documents import BackupComponents, Component, WriterMetadata, parse_writer_metadata
@@ -530,6 +530,8 @@ class BackupSetSummary:
     freeze_window_ms: float
     verified: bool
     writers: list[WriterStatus]
+    snapshot_seconds: float = 0.0  # session start → snapshot set exposed
+    copy_seconds: float = 0.0  # selecting and copying the files, fsync included
 
 
 class Progress:
@@ -666,7 +668,7 @@ class SetBuilder:
             if source.type is not EntryType.FILE:
                 continue
             base = (self.base_files or {}).get(source.original)
-            if base is None or not _unchanged(source, base):
+            if base is None or not source_unchanged(source, base):
                 total += source.stat.st_size
         return total
 
@@ -696,15 +698,6 @@ class SetBuilder:
             )
         else:
             progress.line(f"{report.label}: FAILED: {report.error}")
-
-
-def _unchanged(source: SourceFile, base: Entry) -> bool:
-    st = source.stat
-    return base.type is EntryType.FILE and (base.size, base.mtime_ns, base.ctime_ns) == (
-        st.st_size,
-        st.st_mtime_ns,
-        st.st_ctime_ns,
-    )
 
 
 SNAPSHOT_DIR_NAME = ".snapd-vss"  # where the btrfs provider keeps its snapshots
@@ -781,6 +774,7 @@ async def cmd_backup(client: VssClient, args: argparse.Namespace) -> int:
         summary = await run.snapshot()
         manifest.snapshot_set_id = summary.snapshot_set_id
         await run.expose_all()
+        snapshot_done = time.monotonic()
         with doing(f"cannot create the backup set at {args.to}"):
             writer = BackupSetWriter(args.to, manifest)
         for instance_id, xml in sorted(run.documents.items()):
@@ -799,6 +793,7 @@ async def cmd_backup(client: VssClient, args: argparse.Namespace) -> int:
         for record, plan in plans:
             await asyncio.to_thread(builder.copy, record, plan, progress)
         progress.stop()
+        copy_done = time.monotonic()
         for failure in await run.unexpose_ours():
             note_line(failure)
         await complete_per_component(run, builder.reports)
@@ -819,6 +814,8 @@ async def cmd_backup(client: VssClient, args: argparse.Namespace) -> int:
         verified = True
     result = _summary(committed, manifest, summary, builder.reports, started, verified)
     result.writers = summary.writers
+    result.snapshot_seconds = round(snapshot_done - started, 3)
+    result.copy_seconds = round(copy_done - snapshot_done, 3)
     if args.json:
         output.print_json(result)
     else:
