@@ -45,7 +45,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from snapd_vss import errors
-from snapd_vss.cli import output, volume
+from snapd_vss.cli import output, restore, volume
 from snapd_vss.cli.backup import (
     BackupRun,
     BackupSummary,
@@ -160,6 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     volume.add_parser(commands, json_too)
     add_backup_parser(commands, [json_too])
+    restore.add_parser(commands, json_too)
     return parser
 
 
@@ -191,6 +192,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         parser.error("exec needs a command after --: vssctl exec VOLUME... -- COMMAND")
     if args.command != "exec" and command:
         parser.error(f"'--' and a command only go with exec, not {args.command}")
+    if args.command == "restore":
+        restore.check_args(args, parser.error)
     if args.command == "delete":
         if not (args.ids or args.all or args.oldest):
             parser.error("delete needs snapshot ids, --all or --oldest")
@@ -492,6 +495,7 @@ COMMANDS: dict[str, Callable[[VssClient, argparse.Namespace], Awaitable[int]]] =
     "exec": cmd_exec,
     "volume": volume.run,
     "backup": cmd_backup,
+    "restore": restore.run,
 }
 
 
@@ -526,6 +530,8 @@ async def run(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     try:
+        if args.command == "restore" and restore.is_offline(args):
+            return restore.run_offline(args)
         return asyncio.run(run(args))
     except StepFailed as failure:
         report(failure)
