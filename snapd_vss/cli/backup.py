@@ -543,6 +543,7 @@ class Progress:
         self.done = 0
         self.bar: Any = None
         self._task: Any = None
+        self._began = self._last_line = time.monotonic()
         if self.stream.isatty():
             from rich.console import Console
             from rich.progress import (
@@ -565,10 +566,22 @@ class Progress:
             self._task = self.bar.add_task("copying", total=total)
             self.bar.start()
 
+    PLAIN_EVERY_S = 5.0
+
     def advance(self, n: int) -> None:
         self.done += n
         if self.bar is not None:
             self.bar.update(self._task, advance=n)
+            return
+        now = time.monotonic()
+        if now - self._last_line >= self.PLAIN_EVERY_S:
+            self._last_line = now
+            rate = self.done / max(now - self._began, 1e-9)
+            eta = (self.total - self.done) / rate if rate else 0.0
+            self.line(
+                f"copied {_mib(self.done)} of {_mib(self.total)} "
+                f"({_mib(int(rate))}/s, about {eta:.0f} s left)"
+            )
 
     def line(self, text: str) -> None:
         if self.bar is not None:
