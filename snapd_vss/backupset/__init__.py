@@ -35,7 +35,7 @@ from snapd_vss.backupset.manifest import (
     index_by_path,
     parse_manifest,
 )
-from snapd_vss.backupset.reader import BackupSet, VerifyReport
+from snapd_vss.backupset.reader import BackupSet, EntryReader, VerifyReport
 from snapd_vss.backupset.selection import Selection, SnapshotMount, SourceFile, select
 from snapd_vss.backupset.writer import BackupSetWriter, ComponentResult
 
@@ -49,6 +49,7 @@ __all__ = [
     "ComponentResult",
     "Compression",
     "Entry",
+    "EntryReader",
     "EntryType",
     "InvalidBackupSet",
     "Manifest",
