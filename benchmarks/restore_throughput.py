@@ -41,7 +41,7 @@ from snapd_vss.vocabulary import RestoreMethod
 
 
 def make_tree(root: Path, mib: int, small: int) -> int:
-    """Large files (4 × mib/4 MiB minus the small ones) and ``small`` 4 KiB files; bytes."""
+    """Large files (4 x mib/4 MiB minus the small ones) and ``small`` 4 KiB files; bytes."""
     total = 0
     root.mkdir(parents=True)
     block = os.urandom(1 << 20)
@@ -120,13 +120,13 @@ def run(mib: int, small: int, rounds: int) -> dict[str, float]:
 def report(result: dict[str, float], small: int) -> str:
     ratio = result["restore"] / result["tar_sync"]
     return (
-        f"## Restore throughput ({result['mib']:.0f} MiB: 4 large files + {small} × 4 KiB)\n\n"
+        f"## Restore throughput ({result['mib']:.0f} MiB: 4 large files + {small} x 4 KiB)\n\n"
         "| what | MiB/s |\n|---|---|\n"
         f"| tar -x | {result['tar']:.0f} |\n"
         f"| tar -x + sync -f | {result['tar_sync']:.0f} |\n"
         f"| restore engine (fsync per file, sha256) | {result['restore']:.0f} |\n"
         f"| verify (read + hash every archive) | {result['verify']:.0f} |\n\n"
-        f"restore / (tar -x + sync): **{ratio:.2f}×**\n"
+        f"restore / (tar -x + sync): **{ratio:.2f}x**\n"
     )
 
 
