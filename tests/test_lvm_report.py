@@ -109,3 +109,28 @@ def test_pool_out_of_space_is_insufficient_storage() -> None:
     )
     assert isinstance(err, InsufficientStorage)
     assert "reached threshold" in str(err) and "lvextend" in str(err)
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("vssvg-data", ("vssvg", "data")),
+        ("my--vg-my--lv", ("my-vg", "my-lv")),
+        ("vg-pool-tpool", None),  # a layer, not VG-LV
+        ("novg", None),
+        ("a---b", None),  # ambiguous
+        ("", None),
+    ],
+)
+def test_split_dm_name(name: str, expected: tuple[str, str] | None) -> None:
+    assert report.split_dm_name(name) == expected
+
+
+def test_parse_thin_pool_status() -> None:
+    line = "0 2097152 thin-pool 3 171/4096 4096/16384 - rw discard_passdown queue_if_no_space - 1\n"
+    data, meta = report.parse_thin_pool_status(line) or (0.0, 0.0)
+    assert data == 25.0
+    assert meta == pytest.approx(171 * 100 / 4096)
+    assert report.parse_thin_pool_status("0 2097152 thin-pool Fail\n") is None
+    assert report.parse_thin_pool_status("0 2097152 linear\n") is None
+    assert report.parse_thin_pool_status("") is None

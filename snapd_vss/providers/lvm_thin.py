@@ -224,12 +224,52 @@ class LvmThinProvider(Provider):
 
     # ----------------------------------------------------------------- life cycle
     async def prepare(self, record: SnapshotRecord, volume: Volume) -> None:
+        """Check the pool and record where the origin is.
+
+        Fast path: the names from sysfs and the pool's usage from ``dmsetup status``
+        (no device scan: ~10x faster than ``lvs`` where LVM scans slowly); anything
+        unexpected falls back to ``lvs``.
+        """
         self.supports(volume)
-        lv, pool = await self.locate(volume)
-        self.check_pool(pool, volume)
+        fast = await self._locate_from_kernel(volume)
+        if fast is None:
+            lv, pool = await self.locate(volume)
+            vg, origin = lv.vg, lv.name
+        else:
+            vg, origin, pool = fast
+        try:
+            self.check_pool(pool, volume)
+        except InsufficientStorage:
+            await self._refresh_pools_quietly()  # show the admin the full pool at once
+            raise
         record.provider_data.update(
-            vg=lv.vg, origin=lv.name, pool=lv.pool, fs_type=volume.fs_type
+            vg=vg, origin=origin, pool=pool.pool, fs_type=volume.fs_type
         )
+
+    async def _locate_from_kernel(self, volume: Volume) -> tuple[str, str, PoolUsage] | None:
+        """(vg, origin LV, pool usage) from sysfs and ``dmsetup status``, or None."""
+        dev = self.sysfs / "dev" / "block" / volume.major_minor
+        origin = report.split_dm_name(_read(dev / "dm" / "name"))
+        slaves = sorted((dev / "slaves").iterdir()) if (dev / "slaves").is_dir() else []
+        tpools = [s for s in slaves if _read(s / "dm" / "uuid").endswith("-tpool")]
+        dmsetup = tools.find_program("dmsetup")
+        if origin is None or len(tpools) != 1 or dmsetup is None:
+            return None
+        tpool_name = _read(tpools[0] / "dm" / "name")
+        pool = report.split_dm_name(tpool_name.removesuffix("-tpool"))
+        if pool is None or pool[0] != origin[0] or not tpool_name.endswith("-tpool"):
+            return None
+        result = await tools.run([dmsetup, "status", tpool_name])
+        usage = report.parse_thin_pool_status(result.stdout) if result.returncode == 0 else None
+        if usage is None:
+            return None
+        data_percent, metadata_percent = usage
+        known = next((p for p in self.pools if (p.vg, p.pool) == pool), None)
+        found = PoolUsage(pool[0], pool[1], data_percent, metadata_percent,
+                          known.size_bytes if known else 0)
+        if known is not None:
+            self._note_pools([found if p is known else p for p in self.pools])
+        return origin[0], origin[1], found
 
     async def commit(self, record: SnapshotRecord, volume: Volume) -> None:
         data = record.provider_data

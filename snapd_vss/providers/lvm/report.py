@@ -142,6 +142,35 @@ def pool_usage(lvs: list[LvInfo]) -> list[PoolUsage]:
     ]
 
 
+def split_dm_name(name: str) -> tuple[str, str] | None:
+    """``"my--vg-lv"`` → ``("my-vg", "lv")``: a device-mapper name LVM made (dashes
+    doubled, one dash between VG and LV); None when it is not one or is ambiguous."""
+    parts = re.split(r"(?<!-)-(?!-)", name)
+    if len(parts) != 2 or not all(parts) or "---" in name:
+        return None
+    vg, lv = (part.replace("--", "-") for part in parts)
+    return vg, lv
+
+
+def parse_thin_pool_status(text: str) -> tuple[float, float] | None:
+    """(data %, metadata %) from ``dmsetup status`` of a thin pool; None if not readable.
+
+    The line is ``START LENGTH thin-pool TRANSACTION USED/TOTAL(meta) USED/TOTAL(data) ...``
+    (a failed pool says ``Fail``).
+    """
+    fields = text.split()
+    if len(fields) < 6 or fields[2] != "thin-pool":
+        return None
+    try:
+        meta_used, meta_total = (int(x) for x in fields[4].split("/"))
+        data_used, data_total = (int(x) for x in fields[5].split("/"))
+    except ValueError:
+        return None
+    if meta_total <= 0 or data_total <= 0:
+        return None
+    return data_used * 100.0 / data_total, meta_used * 100.0 / meta_total
+
+
 def short_id(ident: str) -> str:
     """The first 8 letters/digits of an id (a UUID): enough for an admin to match it."""
     return re.sub(r"[^A-Za-z0-9]", "", ident)[:8] or "0"
