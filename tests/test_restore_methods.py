@@ -116,18 +116,33 @@ class Holder:
 # ----- one test per restore method -------------------------------------------------------
 
 
-async def test_restore_if_not_there_keeps_existing_files(
+async def test_restore_if_not_there_skips_the_component_when_a_file_exists(
+    ext4_volume: LoopFs, sets_dir: Path
+) -> None:
+    data, path, _ = backed_up(ext4_volume, sets_dir)
+    (data / "a.txt").unlink()
+    (data / "sub" / "c.txt").write_text("changed\n")
+    outcome = await run(path, M.RESTORE_IF_NOT_THERE)
+    assert outcome.ok and outcome.status.value == "NONE" and outcome.restored == []
+    assert str(data / "sub" / "c.txt") in outcome.message  # names what exists
+    assert str(data / "b.bin") in outcome.message
+    assert not (data / "a.txt").exists()  # not even the missing file: all alike
+    assert (data / "sub" / "c.txt").read_text() == "changed\n"
+    assert len(outcome.skipped) == 4  # a.txt, b.bin, sub/c.txt, link
+
+
+async def test_restore_if_not_there_restores_when_no_file_exists(
     ext4_volume: LoopFs, sets_dir: Path
 ) -> None:
     data, path, _ = backed_up(ext4_volume, sets_dir)
     before = snapshot_of(data)
-    (data / "a.txt").unlink()
-    (data / "sub" / "c.txt").write_text("changed\n")
+    shutil.rmtree(data / "sub")
+    for name in ("a.txt", "b.bin", "link"):
+        (data / name).unlink()
+    (data / "unrelated.txt").write_text("not in the set\n")
     outcome = await run(path, M.RESTORE_IF_NOT_THERE)
-    assert outcome.ok and outcome.status.value == "ALL"
-    assert (data / "a.txt").read_bytes() == before["a.txt"]
-    assert (data / "sub" / "c.txt").read_text() == "changed\n"  # existed: left alone
-    assert any(s.startswith(str(data / "sub" / "c.txt")) for s in outcome.skipped)
+    assert outcome.ok and outcome.status.value == "ALL", outcome
+    assert snapshot_of(data) == before | {"unrelated.txt": b"not in the set\n"}  # no prune
 
 
 async def test_restore_if_can_replace_in_place(btrfs_volume: LoopFs, sets_dir: Path) -> None:

@@ -2,7 +2,8 @@
 
 | method | what happens |
 |---|---|
-| RESTORE_IF_NOT_THERE | files that exist are left alone; the missing ones are restored |
+| RESTORE_IF_NOT_THERE | restored only if none of the component's files (or links) exists |
+| | at the target; otherwise the whole component is skipped (status NONE) |
 | RESTORE_IF_CAN_REPLACE | if a file of the component is open by any process, all go to the |
 | | alternate location (if mapped), else none is restored |
 | STOP_RESTORE_START | the writer's systemd unit is stopped, files restored, the unit started |
@@ -26,6 +27,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from snapd_vss.backupset.manifest import EntryType
 from snapd_vss.documents.writer_metadata import AlternateLocationMapping
 from snapd_vss.errors import InvalidArgs, VssError
 from snapd_vss.restore import pending
@@ -140,13 +142,14 @@ class RestoreEngine:
         self, job: ComponentJob, placement: Placement, outcome: ComponentOutcome
     ) -> None:
         check_placement(placement, job.credentials, _who(job))
+        if job.method is M.RESTORE_IF_NOT_THERE and _skip_if_there(placement, outcome):
+            return
         outcome.placement = placement.kind
-        skip = _skip_existing if job.method is M.RESTORE_IF_NOT_THERE else None
         if self.dry_run:
-            outcome.restored = [p.destination for p in placement.items if not skip or not skip(p)]
+            outcome.restored = [p.destination for p in placement.items if not _is_dir(p)]
             return
         await asyncio.to_thread(
-            place, placement, self._chunks(job.component), job.credentials, outcome, skip
+            place, placement, self._chunks(job.component), job.credentials, outcome
         )
         if outcome.ok and job.method is not M.RESTORE_IF_NOT_THERE:
             await asyncio.to_thread(prune, job.component, placement, outcome)
@@ -214,7 +217,29 @@ def _who(job: ComponentJob) -> str:
     return f"writer {job.component.writer_name!r} ({job.component.label})"
 
 
-def _skip_existing(item: Placed) -> str:
-    if item.entry.type.value == "dir":
-        return ""
-    return "exists; RESTORE_IF_NOT_THERE leaves it" if os.path.lexists(item.destination) else ""
+def _is_dir(item: Placed) -> bool:
+    return item.entry.type is EntryType.DIR
+
+
+def _skip_if_there(placement: Placement, outcome: ComponentOutcome) -> bool:
+    """RESTORE_IF_NOT_THERE (VSS): skip the whole component if any of its files exists.
+
+    Directories do not count (the component's own directory usually exists); files and
+    symbolic links do, whatever they hold now. Returns True when skipped.
+    """
+    items = [p for p in placement.items if not _is_dir(p)]
+    there = [p.destination for p in items if os.path.lexists(p.destination)]
+    if not there:
+        return False
+    outcome.placement = "none"
+    outcome.skipped = [
+        f"{p.destination}: " + ("exists" if p.destination in there else "another file exists")
+        for p in items
+    ]
+    named = ", ".join(there[:5]) + (f" and {len(there) - 5} more" if len(there) > 5 else "")
+    outcome.message = (
+        f"RESTORE_IF_NOT_THERE: {len(there)} of the component's {len(items)} files already "
+        f"exist ({named}); the component was skipped and nothing was restored. Remove them "
+        "to restore it, or restore with --to-alternate PATH"
+    )
+    return True
