@@ -306,6 +306,34 @@ def test_the_manifest_schema_is_strict(tree: Path, tmp_path: Path) -> None:
         BackupSet.open(str(tmp_path / "set"))
 
 
+def test_writer_uid_is_optional_and_old_manifests_still_read(tree: Path, tmp_path: Path) -> None:
+    backup = make_set(tmp_path / "set", tree, _snapshot(tree, tmp_path))
+    manifest_path = tmp_path / "set" / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    writer = {
+        "instance_id": "i-1",
+        "writer_id": "w-1",
+        "name": "n",
+        "instance_name": "main",
+        "document": "writers/i-1.xml",
+    }
+    manifest["writers"] = [writer]  # as sets made before the uid was recorded
+    manifest_path.write_text(json.dumps(manifest))
+    assert BackupSet.open(backup.path).manifest.writers[0].uid is None
+    manifest["writers"] = [writer | {"uid": 1234}]
+    manifest_path.write_text(json.dumps(manifest))
+    read = BackupSet.open(backup.path).manifest
+    assert read.writers[0].uid == 1234
+    assert json.loads(read.to_json())["writers"][0]["uid"] == 1234
+    read.writers[0].uid = None
+    assert "uid" not in json.loads(read.to_json())["writers"][0]  # absent, not null
+    for bad in ("1234", -1, True):
+        manifest["writers"] = [writer | {"uid": bad}]
+        manifest_path.write_text(json.dumps(manifest))
+        with pytest.raises(ManifestInvalid, match="uid"):
+            BackupSet.open(backup.path)
+
+
 def _live(tree: Path) -> SnapshotMount:
     """The tree read in place: unlike a copy, it keeps ctimes (as a btrfs snapshot does)."""
     return SnapshotMount(str(tree), str(tree), "live")

@@ -19,7 +19,7 @@ from snapd_vss.documents import AlternateLocationMapping
 from snapd_vss.restore import pending
 from snapd_vss.restore.engine import ComponentJob, RestoreEngine
 from snapd_vss.restore.report import ComponentOutcome
-from snapd_vss.restore.safety import ROOT, Credentials
+from snapd_vss.restore.safety import ROOT, Credentials, writer_credentials
 from snapd_vss.restore.source import open_backup_set
 from snapd_vss.restore.testsets import SetSpec, make_set
 from snapd_vss.testing.bus import LocalUser
@@ -337,6 +337,31 @@ async def test_nonroot_writer_cannot_direct_files_where_it_cannot_write(
     outcome = await run(path, M.RESTORE_TO_ALTERNATE_LOCATION, credentials=user, mappings=[mapping])
     assert outcome.ok, outcome
     assert (target / "x" / "a.txt").read_text() == "alpha\n"
+
+
+async def test_a_writer_not_registered_is_judged_by_the_uid_the_set_recorded(
+    ext4_volume: LoopFs, sets_dir: Path, nonroot_user: LocalUser
+) -> None:
+    data, path, _ = backed_up(ext4_volume, sets_dir, uid=nonroot_user.uid)
+    (data / "a.txt").write_text("current\n")
+    source = open_backup_set(path)
+    (component,) = source.components
+    recorded = source.writer_uid(component.instance_id)
+    assert recorded == nonroot_user.uid
+    # registered now: its live Uid decides (a change since the backup is noted)
+    credentials, note = writer_credentials(0, recorded, component.original_root)
+    assert credentials == ROOT and f"uid {nonroot_user.uid} at backup time" in note
+    # not registered: the recorded uid, not the owner of the (root-owned) directory
+    credentials, note = writer_credentials(None, recorded, component.original_root)
+    assert credentials.uid == nonroot_user.uid and "recorded" in note
+    outcome = await run(path, M.RESTORE_IF_CAN_REPLACE, credentials=credentials, note=note)
+    assert outcome.error_code == "AccessDenied" and nonroot_user.name in outcome.message
+    assert outcome.notes == [note]
+    assert (data / "a.txt").read_text() == "current\n"
+    # an old set (no uid recorded): the directory owner is the last, announced, guess
+    os.chown(data, nonroot_user.uid, nonroot_user.gid)
+    credentials, note = writer_credentials(None, None, component.original_root)
+    assert credentials.uid == nonroot_user.uid and "GUESSED" in note and str(data) in note
 
 
 async def test_half_way_failure_says_what_was_and_was_not_restored(

@@ -199,6 +199,9 @@ def test_full_backup_of_the_sqlite_writer_under_load(
     recorded = int(entry.backup_metadata.removeprefix("last_ledger_id="))
     assert recorded <= checked.last_ledger_id
     assert writer.instance_id in backup.writer_metadata()
+    (recorded_writer,) = backup.manifest.writers  # its Uid at backup time, for the restore
+    assert recorded_writer.instance_id == writer.instance_id
+    assert recorded_writer.uid == os.getuid()  # the writer process runs as this test does
     listing = subprocess.run(
         ["tar", "-tf", backup.archive_path(component)], capture_output=True, text=True, check=True
     )

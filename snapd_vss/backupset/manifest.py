@@ -8,7 +8,8 @@ The manifest is plain JSON so that people and other programs can read it::
       "backup_type": "FULL", "snapshot_set_id": "UUID", "compression": "none",
       "base": null | {"set_id", "backup_type", "path", "relative_path"},
       "backup_components": "backup-components.xml",
-      "writers": [{"instance_id", "writer_id", "name", "instance_name", "document"}],
+      "writers": [{"instance_id", "writer_id", "name", "instance_name", "document",
+                   "uid" (optional)}],
       "components": [{
         "instance_id", "writer_id", "writer_name", "logical_path", "name", "type",
         "volume", "snapshot_id", "original_root", "snapshot_root",
@@ -26,6 +27,11 @@ Every component lists *every* file it had at backup time. An entry whose
 ``offset`` of the uncompressed tar); any other ``data_set_id`` names the set of the
 chain (``base`` → its base …) that holds the unchanged content. Paths are relative to
 the component's ``original_root``.
+
+A writer's ``uid`` is the uid its process ran as at backup time (the daemon's
+RegisteredWriter ``Uid``). It was added later, as an optional key: sets written before
+have none, and a manifest without it is still read (``WriterRecord.uid`` is None). A
+restore uses it to judge where a writer that is no longer registered may direct files.
 """
 
 from __future__ import annotations
@@ -139,6 +145,7 @@ class WriterRecord:
     name: str
     instance_name: str
     document: str  # relative path of its Writer Metadata Document
+    uid: int | None = None  # the writer's Uid at backup time; None in older sets
 
 
 @dataclass
@@ -166,7 +173,11 @@ class Manifest:
     version: int = VERSION
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=1, sort_keys=False, ensure_ascii=True) + "\n"
+        value = asdict(self)
+        for writer in value["writers"]:
+            if writer["uid"] is None:  # optional: absent rather than null
+                del writer["uid"]
+        return json.dumps(value, indent=1, sort_keys=False, ensure_ascii=True) + "\n"
 
 
 # ----- reading, with a strict schema ---------------------------------------------------
@@ -318,6 +329,7 @@ def _writer(value: object, where: str) -> WriterRecord:
         name=f.text("name"),
         instance_name=f.text("instance_name"),
         document=f.text("document"),
+        uid=None if f.value.get("uid") is None else f.integer("uid"),
     )
 
 

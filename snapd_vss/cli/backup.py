@@ -419,6 +419,7 @@ class SetBackupRun(BackupRun):
     documents: dict[str, str] = field(default_factory=dict)
     metadata: dict[str, WriterMetadata] = field(default_factory=dict)
     chosen: list[Chosen] = field(default_factory=list)
+    uids: dict[str, int] = field(default_factory=dict)  # instance id → the writer's Uid
 
     async def _select(self, session: BackupSessionProxy) -> list[SelectedComponent]:
         with doing("cannot gather the writers' metadata"):
@@ -426,6 +427,8 @@ class SetBackupRun(BackupRun):
         for instance_id, xml in self.documents.items():
             with doing(f"the metadata of writer instance {instance_id} is not valid"):
                 self.metadata[instance_id] = parse_writer_metadata(xml, source=instance_id)
+        with doing("cannot list the writers"):
+            self.uids = {w.instance_id: w.uid for w in await self.client.writers()}
         self.chosen = self._choose()
         for chosen in self.chosen:
             c = chosen.selected
@@ -793,7 +796,15 @@ async def cmd_backup(client: VssClient, args: argparse.Namespace) -> int:
         for instance_id, xml in sorted(run.documents.items()):
             m = run.metadata[instance_id]
             writer.add_writer(
-                WriterRecord(instance_id, m.writer_id, m.name, m.instance_name, ""), xml
+                WriterRecord(
+                    instance_id,
+                    m.writer_id,
+                    m.name,
+                    m.instance_name,
+                    "",
+                    uid=run.uids.get(instance_id),
+                ),
+                xml,
             )
         mounts = [SnapshotMount(s.volume, s.exposed_path, s.id) for s in summary.snapshots]
         base_files = index_by_path(base.components) if base is not None else None

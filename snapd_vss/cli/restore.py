@@ -41,7 +41,7 @@ from snapd_vss.ipc.systemd_units import SystemdUnits
 from snapd_vss.restore import pending
 from snapd_vss.restore.engine import ComponentJob, RestoreEngine, UnitControl
 from snapd_vss.restore.report import ComponentOutcome, RestoreReport
-from snapd_vss.restore.safety import ROOT, Credentials
+from snapd_vss.restore.safety import ROOT, Credentials, writer_credentials
 from snapd_vss.restore.source import RestoreSource, SourceComponent, open_backup_set
 from snapd_vss.vocabulary import RestoreMethod, RestoreTarget
 
@@ -142,20 +142,23 @@ def metadata_for(ctx: Context, component: SourceComponent) -> WriterMetadata | N
     )
 
 
-def credentials_for(ctx: Context, component: SourceComponent, to_alternate: str) -> Credentials:
-    """The writer's credentials: its Uid while registered; else the owner of its directory.
+def credentials_for(
+    ctx: Context, component: SourceComponent, to_alternate: str
+) -> tuple[Credentials, str]:
+    """The writer's credentials, and a note when they were not its live registration's.
 
+    In order: its ``Uid`` while registered now; else the uid the backup set recorded for it
+    (its ``Uid`` at backup time); else — only for sets made before the uid was recorded —
+    a guess: the owner of the component's directory (or its closest existing parent).
     With --to-alternate the admin chose the place: the writer directs nothing.
     """
     if to_alternate or component.is_volume:
-        return ROOT
-    uid = ctx.uids.get(component.instance_id)
-    if uid is None:
-        current = component.original_root
-        while not os.path.lexists(current) and current != "/":
-            current = os.path.dirname(current)
-        uid = os.lstat(current).st_uid
-    return ROOT if uid == 0 else Credentials.of_uid(uid)
+        return ROOT, ""
+    return writer_credentials(
+        ctx.uids.get(component.instance_id),
+        ctx.source.writer_uid(component.instance_id),
+        component.original_root,
+    )
 
 
 def job_for(ctx: Context, component: SourceComponent, to_alternate: str) -> ComponentJob:
@@ -174,14 +177,16 @@ def job_for(ctx: Context, component: SourceComponent, to_alternate: str) -> Comp
         )
         target = entry.restore_target
         mappings = [*entry.alternate_location_mappings, *mappings]
+    credentials, note = credentials_for(ctx, component, to_alternate)
     return ComponentJob(
         component=component,
         method=method,
-        credentials=credentials_for(ctx, component, to_alternate),
+        credentials=credentials,
         service=service,
         target=target,
         mappings=mappings,
         to_alternate=to_alternate,
+        note=note,
     )
 
 
@@ -350,6 +355,8 @@ def print_report(report: RestoreReport, as_json: bool) -> None:
         )
         if c.message:
             print(f"  {c.message}")
+        for note in c.notes:
+            print(f"  note: {note}")
         for line in c.failed:
             print(f"  FAILED {line}")
         for line in c.not_restored:

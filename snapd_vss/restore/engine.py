@@ -67,10 +67,16 @@ class ComponentJob:
     target: RestoreTarget = RestoreTarget.ORIGINAL
     mappings: list[AlternateLocationMapping] = field(default_factory=list)
     to_alternate: str = ""
+    note: str = ""  # said in the outcome (e.g. how the writer's uid was found)
 
     def outcome(self) -> ComponentOutcome:
         c = self.component
-        return ComponentOutcome(c.instance_id, c.logical_path, c.name, c.label, self.method.value)
+        outcome = ComponentOutcome(
+            c.instance_id, c.logical_path, c.name, c.label, self.method.value
+        )
+        if self.note:
+            outcome.notes.append(self.note)
+        return outcome
 
 
 @dataclass

@@ -27,6 +27,7 @@ class ComponentOutcome:
     bytes: int = 0
     message: str = ""
     error_code: str = ""
+    notes: list[str] = field(default_factory=list)  # e.g. how the writer's uid was found
 
     @property
     def status(self) -> FileRestoreStatus:

@@ -68,6 +68,40 @@ class Credentials:
 ROOT = Credentials(0, 0, ())
 
 
+def writer_credentials(
+    live_uid: int | None, recorded_uid: int | None, original_root: str
+) -> tuple[Credentials, str]:
+    """Whom a writer's restore is judged as, and a note for the report when it matters.
+
+    1. ``live_uid``: its ``Uid`` while it is registered now;
+    2. ``recorded_uid``: the uid the backup set recorded for it (its ``Uid`` at backup time);
+    3. only for sets made before writer uids were recorded: a guess, the owner of
+       ``original_root`` (or of its closest existing parent) — said so in the note.
+    """
+    note = ""
+    if live_uid is not None:
+        uid = live_uid
+        if recorded_uid is not None and recorded_uid != live_uid:
+            note = (
+                f"the writer runs as uid {live_uid} now but ran as uid {recorded_uid} at "
+                f"backup time; its rights now (uid {live_uid}) decide where it may restore"
+            )
+    elif recorded_uid is not None:
+        uid = recorded_uid
+        note = (
+            f"the writer is not registered: judged as uid {uid}, which the backup set "
+            "recorded for it at backup time"
+        )
+    else:
+        current = nearest_existing(original_root)
+        uid = os.lstat(current).st_uid
+        note = (
+            "the writer is not registered and this backup set (made before writer uids were "
+            f"recorded) does not say whom it ran as: GUESSED uid {uid}, the owner of {current}"
+        )
+    return (ROOT if uid == 0 else Credentials.of_uid(uid)), note
+
+
 def clean_absolute(path: str, what: str) -> str:
     """``path`` normalised, if absolute without '..' parts; else InvalidArgs."""
     if not path.startswith("/") or "\0" in path or ".." in path.split("/"):

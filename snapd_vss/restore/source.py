@@ -140,6 +140,13 @@ class RestoreSource:
     def writer_documents(self) -> dict[str, str]:
         return self.backup.writer_documents()
 
+    def writer_uid(self, instance_id: str) -> int | None:
+        """The writer's uid at backup time, as the set recorded it (None in older sets)."""
+        for writer in self.backup.manifest.writers:
+            if writer.instance_id == instance_id:
+                return writer.uid
+        return None
+
     def select(self, selectors: list[str]) -> list[SourceComponent]:
         """The components ``selectors`` name (all, when none); NotFound for a miss."""
         if not selectors:

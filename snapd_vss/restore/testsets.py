@@ -55,6 +55,7 @@ class SetSpec:
     service: str = ""
     mappings: list[AlternateLocationMapping] = field(default_factory=list)
     filespec: str = "*"
+    uid: int | None = None  # the writer's Uid to record (None: as sets made before it was)
 
 
 def writer_metadata(spec: SetSpec) -> WriterMetadata:
@@ -125,7 +126,9 @@ def make_set(
     )
     writer = BackupSetWriter(destination, manifest)
     writer.add_writer(
-        WriterRecord(spec.instance_id, WRITER_ID, spec.writer_name, spec.writer_name, ""),
+        WriterRecord(
+            spec.instance_id, WRITER_ID, spec.writer_name, spec.writer_name, "", uid=spec.uid
+        ),
         writer_metadata(spec).to_xml(),
     )
     writer.set_backup_components(backup_components(spec, kind).to_xml())
