@@ -29,8 +29,8 @@ commit_window_s = 5
 enabled = ["btrfs", "lvm_thin"]
 
 [lvm_thin]
-data_threshold_percent = 80
-metadata_threshold_percent = 80
+data_threshold_percent = 70
+metadata_threshold_percent = 65
 """
 
 
@@ -76,8 +76,8 @@ async def test_properties_without_lvm(client: VssClient) -> None:
     props = await client.get_all(PATH, "LvmThin")
     assert props == {
         "Pools": [],
-        "DataThresholdPercent": 80.0,
-        "MetadataThresholdPercent": 80.0,
+        "DataThresholdPercent": 70.0,  # from the config file: the daemon passes it on
+        "MetadataThresholdPercent": 65.0,
         "CoordinatorFreeze": False,
         "UnclaimedSnapshots": [],
     }

@@ -56,7 +56,11 @@ def build_service(config: Config, paths: Paths) -> Service:
     os.makedirs(settings.runtime_dir, mode=0o755, exist_ok=True)
     context = ProviderContext(settings.state_dir, settings.runtime_dir)
     enabled = list(config.providers.enabled)
-    providers = default_providers(context, None if tuple(enabled) == KNOWN_PROVIDERS else enabled)
+    providers = default_providers(
+        context,
+        None if tuple(enabled) == KNOWN_PROVIDERS else enabled,
+        config.provider_options(),
+    )
     store = SnapshotStore(os.path.join(settings.state_dir, "snapshots.db"))
     return Service(settings, ProviderRegistry(providers), store)
 
