@@ -29,10 +29,12 @@ from hypothesis import strategies as st
 from hypothesis.internal.conjecture import providers as hypothesis_providers
 from hypothesis.internal.constants_ast import Constants
 
-from snapd_vss.errors import InsufficientStorage, NotFound
+from snapd_vss.errors import InsufficientStorage, InvalidArgs, NotFound
+from snapd_vss.providers.diff_area import journal
 from snapd_vss.providers.diff_area.config import FullPolicy
 from snapd_vss.providers.diff_area.engine import CowEngine, SnapshotDropped
-from snapd_vss.providers.diff_area.memstore import MemDiffStore, MemDisk, SimulatedCrash
+from snapd_vss.providers.diff_area.journal import RecordType
+from snapd_vss.providers.diff_area.memstore import MemDiffStore, MemDisk, MemFile, SimulatedCrash
 
 CS = 4096
 SIZE = 6 * CS + 1000  # few chunks, so writes collide often; a partial last chunk on purpose
@@ -74,6 +76,13 @@ ops_strategy = st.lists(
             st.one_of(st.integers(1, 2 * CS + 1), st.just(CS)),
             st.integers(0, 2**32),
         ),
+        # several concurrent writes applied as one group (write_many), derived from seed
+        st.tuples(
+            st.just("group"),
+            st.integers(0, SIZE - 1),
+            st.integers(1, 2 * CS + 1),
+            st.integers(0, 2**32),
+        ),
         st.tuples(st.just("snap"), st.just(0), st.just(0), st.just(0)),
         st.tuples(st.just("delete"), st.integers(0, 8), st.just(0), st.just(0)),
     ),
@@ -108,6 +117,31 @@ def open_engine(
     )
 
 
+def group_writes(offset: int, length: int, seed: int) -> list[tuple[int, bytes]]:
+    """2-5 writes, some overlapping, one of them possibly past the end of the volume."""
+    rng = random.Random(seed)
+    out = [(offset, payload(offset, length, seed))]
+    for i in range(rng.randrange(1, 5)):
+        near = rng.random() < 0.3  # overlapping or abutting the previous write
+        off = max(0, out[-1][0] + rng.randrange(-CS, CS) if near else rng.randrange(SIZE))
+        size = rng.choice([CS, rng.randrange(1, 2 * CS)])
+        data = payload(off, size, seed + i + 1) if off < SIZE else b""
+        if rng.random() < 0.1:
+            data = bytes(SIZE)  # out of bounds: refused, the others still land
+        out.append((off, data))
+    return out
+
+
+def note_drops(model: Model, events: list[SnapshotDropped]) -> None:
+    # a drop is announced only once it is durable, even if the write then fails
+    for event in events:
+        assert event.snapshot_id == next(iter(model.snaps)), "dropped a non-oldest"
+        assert event.reason
+        del model.snaps[event.snapshot_id]
+        model.dropped[event.snapshot_id] = event.reason
+    events.clear()
+
+
 def apply(engine: CowEngine, model: Model, op: Op, events: list[SnapshotDropped]) -> None:
     kind, a, b, seed = op
     if kind == "write":
@@ -118,14 +152,21 @@ def apply(engine: CowEngine, model: Model, op: Op, events: list[SnapshotDropped]
             assert engine.policy is FullPolicy.FAIL_WRITES
             return
         finally:
-            # a drop is announced only once it is durable, even if the write then fails
-            for event in events:
-                assert event.snapshot_id == next(iter(model.snaps)), "dropped a non-oldest"
-                assert event.reason
-                del model.snaps[event.snapshot_id]
-                model.dropped[event.snapshot_id] = event.reason
-            events.clear()
+            note_drops(model, events)
         model.live[a : a + len(data)] = data
+    elif kind == "group":
+        writes = group_writes(a, b, seed)
+        try:
+            results = engine.write_many(writes)
+        finally:
+            note_drops(model, events)
+        for (off, data), error in zip(writes, results, strict=True):
+            if error is None:
+                model.live[off : off + len(data)] = data
+            elif isinstance(error, InsufficientStorage):
+                assert engine.policy is FullPolicy.FAIL_WRITES
+            else:
+                assert isinstance(error, InvalidArgs) and off + len(data) > SIZE, error
     elif kind == "snap":
         model.counter += 1
         snap_id = f"s{model.counter}"
@@ -269,7 +310,8 @@ def check_after_crash(
             assert snap_id == order[in_flight[1] % len(order)], f"{snap_id} vanished"
             continue
         if not info.valid:
-            assert kind == "write" and policy is FullPolicy.DROP_OLDEST_SNAPSHOT, info.reason
+            assert kind in ("write", "group"), info.reason
+            assert policy is FullPolicy.DROP_OLDEST_SNAPSHOT, info.reason
             assert "maximum" in info.reason, info.reason
             invalid.append(snap_id)
             continue
@@ -359,3 +401,51 @@ def test_full_diff_area_fail_writes_keeps_snapshots() -> None:
     with pytest.raises(InsufficientStorage):
         engine.write(CS, b"1")
     assert engine.read_snapshot("a", 0, SIZE) == before
+
+
+class SyncCountingStore(MemDiffStore):
+    def __init__(self, disk: MemDisk) -> None:
+        super().__init__(disk)
+        self.syncs = 0
+
+    def open(self, name: str) -> MemFile:
+        store = self
+
+        class Counting(MemFile):
+            def sync(self) -> None:
+                store.syncs += 1
+                super().sync()
+
+        inner = super().open(name)  # creates the file
+        return Counting(inner.disk, inner.name)
+
+
+def test_group_of_writes_copies_once_and_syncs_once() -> None:
+    disk = new_disk()
+    image = CountingFile(disk.file("image"))
+    store = SyncCountingStore(disk)
+    engine = CowEngine(image, store, chunk_size=CS, max_bytes=100 * CS)  # type: ignore[arg-type]
+    engine.create_snapshot("s", 1)
+    before = engine.read(0, SIZE)
+    image.reads.clear()
+    store.syncs = 0
+    errors = engine.write_many([(0, b"a" * CS), (CS, b"b" * CS), (3 * CS, b"c" * 10), (SIZE, b"x")])
+    assert errors[:3] == [None, None, None] and isinstance(errors[3], InvalidArgs)
+    assert image.reads == [(0, 2 * CS), (3 * CS, CS)]  # one read per run of chunks
+    assert store.syncs == 2  # one for the diff data, one for the journal record
+    assert engine.read_snapshot("s", 0, SIZE) == before
+    assert engine.read(0, 2 * CS) == b"a" * CS + b"b" * CS
+
+
+def test_journal_tail_torn_in_its_zero_filled_step_is_cut_not_damage() -> None:
+    good = journal.encode_json(RecordType.CREATE, {"seq": 1, "id": "a", "created_us": 0})
+    torn = journal.encode_json(RecordType.CREATE, {"seq": 2, "id": "b", "created_us": 0})
+    for cut in range(1, len(torn)):
+        result = journal.scan(good + torn[:cut] + bytes(1000))
+        assert [r.type for r in result.records] == [RecordType.CREATE]
+        assert result.valid_end == len(good) and result.damage == ""
+    # a bad record with a good one after it is damage, not a torn append
+    bad = bytearray(torn)
+    bad[-1] ^= 0xFF
+    result = journal.scan(good + bytes(bad) + good + bytes(100))
+    assert result.damage

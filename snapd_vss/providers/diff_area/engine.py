@@ -17,7 +17,8 @@ of its own (it was looking forward through *i*), and frees the rest.
 Durability ordering (what makes a crash harmless)
 -------------------------------------------------
 1. copy old chunk bytes into free slots of ``diff.dat``; ``fdatasync``
-2. append a PRESERVE record to the journal; ``fdatasync``
+2. append a PRESERVE record to the journal; ``fdatasync`` (the journal grows in
+   zero-filled 1 MiB steps, so this sync rarely has to commit a new file size)
 3. only then write the new bytes into the image.
 
 So a durable PRESERVE record always points at durable data, and an image chunk is never
@@ -25,7 +26,9 @@ overwritten before its preserve is durable: after a crash at any point, replayin
 journal gives every snapshot exactly its content. Snapshot creation ``fdatasync``s the
 image first (the point-in-time content must survive a power cut) and then appends a
 synced CREATE record; deletions are synced before their slots can be reused. All the
-copies of one write request share one pair of ``fdatasync`` calls.
+copies of one write request share one pair of ``fdatasync`` calls, and so do those of a
+group of concurrent requests (:meth:`CowEngine.write_many`: the server gathers the
+writes that arrive while the previous group is being made durable).
 
 When the diff area is full, the volume's :class:`~.config.FullPolicy` decides: drop the
 oldest snapshot (a durable tombstone keeps the reason, and ``on_event`` reports it) until
@@ -37,10 +40,16 @@ from __future__ import annotations
 
 import heapq
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
-from snapd_vss.errors import InsufficientStorage, InvalidArgs, NotFound, ProviderFailure
+from snapd_vss.errors import (
+    InsufficientStorage,
+    InvalidArgs,
+    NotFound,
+    ProviderFailure,
+    VssError,
+)
 from snapd_vss.providers.diff_area import journal
 from snapd_vss.providers.diff_area.config import FullPolicy, check_chunk_size
 from snapd_vss.providers.diff_area.journal import RecordType
@@ -48,6 +57,7 @@ from snapd_vss.providers.diff_area.storage import DATA_FILE, JOURNAL_FILE, Block
 
 COMPACT_MIN_BYTES = 8 * 1024 * 1024
 PAIRS_PER_RECORD = 4096
+JOURNAL_STEP = 1024 * 1024
 
 
 @dataclass
@@ -106,7 +116,8 @@ class CowEngine:
         self._broken = ""
         self._data = store.open(DATA_FILE)
         self._journal = store.open(JOURNAL_FILE)
-        self._jend = 0
+        self._jend = 0  # end of the last record
+        self._jcap = 0  # the journal file's size: zeros from _jend up to here
         self._recover()
 
     # ----------------------------------------------------------------- public API
@@ -137,22 +148,79 @@ class CowEngine:
 
     def write(self, offset: int, data: bytes | memoryview) -> None:
         with self._lock:
-            if offset < 0 or offset + len(data) > self._size:
-                raise InvalidArgs(
-                    f"write of {len(data)} bytes at {offset} is outside the volume "
-                    f"({self._size} bytes)"
-                )
+            self._check_write(offset, data)
             if not data:
                 return
-            if self._broken:
-                raise ProviderFailure(self._broken)
-            if self._snaps:
-                first, last = self._chunk_range(offset, len(data))
-                newest = self._snaps[-1]
-                need = [c for c in range(first, last + 1) if c not in newest.chunks]
-                if need:
-                    self._preserve(need)
+            self._preserve_for([(offset, data)])
             self._image.pwrite(data, offset)
+
+    def write_many(self, writes: Sequence[tuple[int, bytes | memoryview]]) -> list[VssError | None]:
+        """Apply several concurrent writes, in order, with one preserve for all of them.
+
+        The chunks that any of them overwrites first are copied together: one
+        ``fdatasync`` of the diff data and one synced journal record for the whole
+        group, then the image writes. Returns, per write, None or the error that
+        refused it (the others still land). If the group as a whole does not fit under
+        FAIL_WRITES, the writes are applied one by one so that only those that do not
+        fit fail.
+        """
+        with self._lock:
+            results: list[VssError | None] = []
+            todo: list[tuple[int, bytes | memoryview]] = []
+            for offset, data in writes:
+                try:
+                    self._check_write(offset, data)
+                except VssError as exc:
+                    results.append(exc)
+                    continue
+                results.append(None)
+                todo.append((offset, data))
+            try:
+                self._preserve_for(todo)
+            except InsufficientStorage:
+                return [r if r is not None else self._try_write(o, d)
+                        for r, (o, d) in zip(results, writes, strict=True)]
+            for offset, data in todo:
+                self._image.pwrite(data, offset)
+            return results
+
+    def copies_needed(self, offset: int, length: int) -> bool:
+        """Whether a write here would first have to preserve chunks (cheap, no I/O)."""
+        with self._lock:
+            if not self._snaps or length <= 0:
+                return False
+            first, last = self._chunk_range(max(offset, 0), length)
+            newest = self._snaps[-1].chunks
+            return any(c not in newest for c in range(first, last + 1))
+
+    def _try_write(self, offset: int, data: bytes | memoryview) -> VssError | None:
+        try:
+            self.write(offset, data)
+        except VssError as exc:
+            return exc
+        return None
+
+    def _check_write(self, offset: int, data: bytes | memoryview) -> None:
+        if offset < 0 or offset + len(data) > self._size:
+            raise InvalidArgs(
+                f"write of {len(data)} bytes at {offset} is outside the volume "
+                f"({self._size} bytes)"
+            )
+        if self._broken:
+            raise ProviderFailure(self._broken)
+
+    def _preserve_for(self, writes: Sequence[tuple[int, bytes | memoryview]]) -> None:
+        """Preserve, for the newest snapshot, every chunk these writes touch first."""
+        if not self._snaps:
+            return
+        newest = self._snaps[-1]
+        need: set[int] = set()
+        for offset, data in writes:
+            if data:
+                first, last = self._chunk_range(offset, len(data))
+                need.update(c for c in range(first, last + 1) if c not in newest.chunks)
+        if need:
+            self._preserve(sorted(need))
 
     def flush(self) -> None:
         with self._lock:
@@ -338,9 +406,17 @@ class CowEngine:
         heapq.heappush(self._free, slot)
 
     def _append(self, record: bytes) -> None:
-        self._journal.pwrite(record, self._jend)
+        end = self._jend + len(record)
+        if end <= self._jcap:
+            self._journal.pwrite(record, self._jend)
+        else:
+            # Grow the file by a zero-filled step together with this record: later
+            # appends then overwrite blocks that already exist, and their fdatasync
+            # writes the data alone instead of also committing a new file size.
+            self._jcap = end + JOURNAL_STEP
+            self._journal.pwrite(record + bytes(self._jcap - end), self._jend)
         self._journal.sync()
-        self._jend += len(record)
+        self._jend = end
 
     def _maybe_compact(self) -> None:
         if self._jend > COMPACT_MIN_BYTES and self._jend > 4 * self._state_bytes():
@@ -430,7 +506,7 @@ class CowEngine:
         self._store.replace(new_name, JOURNAL_FILE)
         self._journal.close()
         self._journal = self._store.open(JOURNAL_FILE)
-        self._jend = len(out)
+        self._jend = self._jcap = len(out)
 
 
 def _continues(run: list[int], slot: int, cs: int) -> bool:

@@ -14,9 +14,11 @@ PRESERVE (u64 snapshot seq, then n x (u64 chunk, u64 slot)), DELETE (JSON: seq, 
 a non-empty reason leaves a tombstone saying why the snapshot is gone), FORGET (JSON: id,
 drops a tombstone), TOMBSTONE (JSON: id, reason; written by compaction).
 
-A damaged record at the very end (torn by a crash: it runs past the end of the file, or
-everything after it is zero) is cut off: it was never acknowledged. A damaged record
-with valid-looking data after it is corruption; the caller invalidates every snapshot.
+The file grows in zero-filled steps, so its tail after the last record is zeros. A
+damaged record at the very end (torn by a crash: it runs past the end of the file, or
+no whole record follows it, only zeros or a torn prefix) is cut off: it was never
+acknowledged. A damaged record with a valid record after it is corruption; the caller
+invalidates every snapshot.
 """
 
 from __future__ import annotations
@@ -89,11 +91,31 @@ def scan(data: bytes) -> Scan:
     for offset, record in _iter(data):
         if record is None:
             rest = data[offset:]
-            torn = offset + HEADER.size > len(data) or not any(rest) or _runs_past_end(rest)
+            torn = (
+                offset + HEADER.size > len(data)
+                or not any(rest)
+                or _runs_past_end(rest)
+                or not _valid_record_after(data, offset + 1)
+            )
             damage = "" if torn else f"index journal damaged at byte {offset}"
             return Scan(records, offset, damage)
         records.append(record)
     return Scan(records, len(data), "")
+
+
+def _valid_record_after(data: bytes, start: int) -> bool:
+    """Whether a whole, checksummed record starts anywhere at or after ``start``.
+
+    Appends are synced one at a time, so a crash can leave only the last one torn, with
+    nothing but zeros (the file's preallocated tail) or the end of the file after it. A
+    bad record followed by a good one is damage, not a torn append.
+    """
+    pos = data.find(MAGIC, start)
+    while pos >= 0:
+        if _record_at(data, pos) is not None:
+            return True
+        pos = data.find(MAGIC, pos + 1)
+    return False
 
 
 def _runs_past_end(rest: bytes) -> bool:
@@ -101,23 +123,26 @@ def _runs_past_end(rest: bytes) -> bool:
     return bool(magic == MAGIC and HEADER.size + length > len(rest))
 
 
+def _record_at(data: bytes, offset: int) -> Record | None:
+    if offset + HEADER.size > len(data):
+        return None
+    magic, rtype, length, crc = HEADER.unpack_from(data, offset)
+    start = offset + HEADER.size
+    payload = data[start : start + length]
+    valid = (
+        magic == MAGIC
+        and len(payload) == length
+        and rtype in RecordType._value2member_map_
+        and zlib.crc32(payload, zlib.crc32(bytes([rtype]))) == crc
+    )
+    return Record(RecordType(rtype), payload) if valid else None
+
+
 def _iter(data: bytes) -> Iterator[tuple[int, Record | None]]:
     offset = 0
     while offset < len(data):
-        if offset + HEADER.size > len(data):
-            yield offset, None
+        record = _record_at(data, offset)
+        yield offset, record
+        if record is None:
             return
-        magic, rtype, length, crc = HEADER.unpack_from(data, offset)
-        start = offset + HEADER.size
-        payload = data[start : start + length]
-        valid = (
-            magic == MAGIC
-            and len(payload) == length
-            and rtype in RecordType._value2member_map_
-            and zlib.crc32(payload, zlib.crc32(bytes([rtype]))) == crc
-        )
-        if not valid:
-            yield offset, None
-            return
-        yield offset, Record(RecordType(rtype), payload)
-        offset = start + length
+        offset += HEADER.size + len(record.payload)

@@ -11,8 +11,10 @@ The FUSE mount (``RUN_DIR/fuse``) holds::
     volume          the live volume, read-write: the admin's loop device sits on it
     snap-<id>       one read-only file per valid snapshot
 
-The engine runs on the trio thread itself: the kernel sends a loop device's requests one
-at a time anyway, and serialising them keeps the copy-on-write decisions race-free.
+Writes are group-committed (:class:`WriteGroups`): the requests that arrive while one
+group is being made durable in a worker thread form the next group, so several
+concurrent writes share one pair of ``fdatasync`` calls. The engine's lock serialises
+everything that touches it, which keeps the copy-on-write decisions race-free.
 The live volume file is cached by the kernel (not ``direct_io``): every write reaches
 it through the kernel, so the cache stays coherent, and sequential reads measured 2-3x
 faster than with ``direct_io`` (at the price of caching the image twice).
@@ -27,6 +29,7 @@ import os
 import signal
 import stat
 import sys
+from dataclasses import dataclass, field
 from typing import Any
 
 import pyfuse3
@@ -52,10 +55,70 @@ def snapshot_file_name(snapshot_id: str) -> str:
     return SNAP_PREFIX + snapshot_id
 
 
+@dataclass
+class _PendingWrite:
+    offset: int
+    data: bytes
+    done: trio.Event = field(default_factory=trio.Event)
+    error: BaseException | None = None
+
+
+class WriteGroups:
+    """Group commit: the writes that arrive while one group is being made durable form
+    the next group, applied with one :meth:`CowEngine.write_many` in a worker thread.
+
+    A lone write goes at once; under load each group costs one pair of ``fdatasync``
+    calls however many requests it holds. The trio thread keeps taking FUSE requests
+    meanwhile (pyfuse3 starts another worker task whenever all are waiting).
+    """
+
+    def __init__(self, engine: CowEngine) -> None:
+        self.engine = engine
+        self._pending: list[_PendingWrite] = []
+        self._wake = trio.Event()
+        self._busy = False
+
+    async def write(self, offset: int, data: bytes) -> None:
+        if not (self._busy or self._pending) and not self.engine.copies_needed(offset, len(data)):
+            # nothing to make durable first: a plain pwrite, no thread hop
+            self.engine.write(offset, data)
+            return
+        item = _PendingWrite(offset, data)
+        self._pending.append(item)
+        self._wake.set()
+        await item.done.wait()
+        if item.error is not None:
+            raise item.error
+
+    async def run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake = trio.Event()
+            self._busy = True
+            try:
+                while self._pending:
+                    group, self._pending = self._pending, []
+                    await self._apply(group)
+            finally:
+                self._busy = False
+
+    async def _apply(self, group: list[_PendingWrite]) -> None:
+        writes = [(w.offset, w.data) for w in group]
+        errors: list[BaseException | None]
+        try:
+            errors = list(await trio.to_thread.run_sync(self.engine.write_many, writes))
+        except (VssError, OSError) as exc:
+            errors = [exc] * len(group)
+        for item, error in zip(group, errors, strict=True):
+            item.error = error
+            item.done.set()
+
+
 class VolumeFs(pyfuse3.Operations):
     def __init__(self, engine: CowEngine) -> None:
         super().__init__()
         self.engine = engine
+        self.writes = WriteGroups(engine)
         self._inodes: dict[str, int] = {}  # snapshot id -> inode
         self._ids: dict[int, str] = {}
         self._next = FIRST_SNAP_INODE
@@ -155,7 +218,7 @@ class VolumeFs(pyfuse3.Operations):
         if fh != VOLUME_INODE:
             raise pyfuse3.FUSEError(errno.EROFS)
         try:
-            self.engine.write(off, buf)
+            await self.writes.write(off, buf)
         except (InsufficientStorage, InvalidArgs) as exc:
             log.warning("write of %d bytes at %d refused: %s", len(buf), off, exc)
             raise pyfuse3.FUSEError(errno.ENOSPC) from exc
@@ -166,7 +229,7 @@ class VolumeFs(pyfuse3.Operations):
 
     async def fsync(self, fh: int, datasync: bool) -> None:
         if fh == VOLUME_INODE:
-            self._flush()
+            await trio.to_thread.run_sync(self._flush)
 
     async def flush(self, fh: int) -> None:
         pass
@@ -301,7 +364,11 @@ class ControlServer:
 
 
 async def _run(fs: VolumeFs, server: ControlServer, stop: trio.Event) -> None:
+    # the engine reports drops from whichever thread it runs in; deliver them on ours
+    token = trio.lowlevel.current_trio_token()
+    fs.engine.on_event = lambda event: token.run_sync_soon(server.on_event, event)
     async with trio.open_nursery() as nursery:
+        nursery.start_soon(fs.writes.run)
         nursery.start_soon(pyfuse3.main)
         await nursery.start(server.serve)
         nursery.start_soon(_watch_signals, stop)
@@ -328,7 +395,6 @@ def serve(volume_dir: str, run_dir: str) -> None:
     engine = CowEngine(image, store, chunk_size=config.chunk_size, max_bytes=config.max_bytes,
                        policy=config.policy)
     server = ControlServer(engine, os.path.join(run_dir, control.SOCKET_NAME), stop)
-    engine.on_event = server.on_event
     fs = VolumeFs(engine)
     options = set(pyfuse3.default_options)
     options.discard("default_permissions")

@@ -63,7 +63,12 @@ class OsFile:
                 raise
 
     def pread(self, length: int, offset: int) -> bytes:
-        out = bytearray()
+        first = os.pread(self.fd, length, offset)
+        if len(first) == length:
+            return first  # the usual case: no second copy
+        out = bytearray(first)
+        if not first:
+            return bytes(length)
         while len(out) < length:
             part = os.pread(self.fd, length - len(out), offset + len(out))
             if not part:
