@@ -9,7 +9,8 @@ sequential read throughput on the raw loop device for
 already copied; then snapshot creation time for a 1 GiB and a 16 GiB volume.
 Writes are buffered and end with fsync; reads use O_DIRECT on the loop device (the
 backing files' caches are warm in every case). Needs root. Call :func:`run` to get
-the figures as a dict.
+the figures as a dict; :func:`main` prints them and writes them, with the machine's
+load average at start and end, to ``benchmarks/results/diff_area.md``.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from snapd_vss.providers.diff_area import process
 from snapd_vss.providers.diff_area.config import FullPolicy, VolumeConfig
 
 MiB = 1024 * 1024
+DEFAULT_OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "diff_area.md")
 
 
 def seq_write(dev: str, nbytes: int) -> float:
@@ -171,15 +173,33 @@ def report(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def conditions() -> str:
+    """When and on what: the machine is shared, so the load is part of every figure."""
+    uname = os.uname()
+    with open("/proc/loadavg") as f:
+        load = " ".join(f.read().split()[:3])
+    stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    return f"{uname.sysname} {uname.release}, {os.cpu_count()} CPUs; {stamp}; load average {load}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dir", default="/var/tmp", help="where the images go")
     parser.add_argument("--mib", type=int, default=256)
     parser.add_argument("--chunk-sizes", default="16,32,64", help="KiB, comma separated")
     parser.add_argument("--randoms", type=int, default=4000)
+    parser.add_argument("--out", default=DEFAULT_OUT,
+                        help="also write the figures here as markdown ('' for nowhere)")
     args = parser.parse_args()
     sizes = tuple(int(x) for x in args.chunk_sizes.split(","))
-    print(report(run(args.dir, args.mib, sizes, args.randoms)))
+    before = conditions()
+    text = report(run(args.dir, args.mib, sizes, args.randoms))
+    text += f"\n  (start: {before})\n  (end:   {conditions()})"
+    print(text)
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write("# diff-area benchmark (`python -m benchmarks.diff_area_bench`)\n\n"
+                    f"```\n{text}\n```\n")
 
 
 if __name__ == "__main__":

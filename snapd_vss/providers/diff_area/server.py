@@ -77,6 +77,8 @@ class WriteGroups:
         self._pending: list[_PendingWrite] = []
         self._wake = trio.Event()
         self._busy = False
+        self.groups = 0  # groups applied, and the writes they held (for status)
+        self.grouped_writes = 0
 
     async def write(self, offset: int, data: bytes) -> None:
         if not (self._busy or self._pending) and not self.engine.copies_needed(offset, len(data)):
@@ -104,6 +106,8 @@ class WriteGroups:
 
     async def _apply(self, group: list[_PendingWrite]) -> None:
         writes = [(w.offset, w.data) for w in group]
+        self.groups += 1
+        self.grouped_writes += len(group)
         errors: list[BaseException | None]
         try:
             errors = list(await trio.to_thread.run_sync(self.engine.write_many, writes))
@@ -254,8 +258,12 @@ class VolumeFs(pyfuse3.Operations):
 class ControlServer:
     """Serves :mod:`.control` requests on a Unix socket, on the same trio loop as FUSE."""
 
-    def __init__(self, engine: CowEngine, socket_path: str, stop: trio.Event) -> None:
+    def __init__(
+        self, engine: CowEngine, socket_path: str, stop: trio.Event,
+        writes: WriteGroups | None = None,
+    ) -> None:
         self.engine = engine
+        self.writes = writes
         self.socket_path = socket_path
         self.stop = stop
         self.subscribers: list[trio.MemorySendChannel[dict[str, Any]]] = []
@@ -360,6 +368,8 @@ class ControlServer:
                  "preserved_chunks": s.preserved_chunks}
                 for s in self.engine.snapshots()
             ],
+            "write_groups": self.writes.groups if self.writes else 0,
+            "grouped_writes": self.writes.grouped_writes if self.writes else 0,
         }
 
 
@@ -394,8 +404,8 @@ def serve(volume_dir: str, run_dir: str) -> None:
     stop = trio.Event()
     engine = CowEngine(image, store, chunk_size=config.chunk_size, max_bytes=config.max_bytes,
                        policy=config.policy)
-    server = ControlServer(engine, os.path.join(run_dir, control.SOCKET_NAME), stop)
     fs = VolumeFs(engine)
+    server = ControlServer(engine, os.path.join(run_dir, control.SOCKET_NAME), stop, fs.writes)
     options = set(pyfuse3.default_options)
     options.discard("default_permissions")
     options |= {"fsname=snapd-vss-diff-area", "subtype=snapd-vss", "allow_other"}
