@@ -14,10 +14,11 @@ from pathlib import Path
 import pytest
 
 from snapd_vss import errors
-from snapd_vss.backupset import ChecksumMismatch, InvalidBackupSet
+from snapd_vss.backupset import ChecksumMismatch, Compression, InvalidBackupSet
 from snapd_vss.documents import AlternateLocationMapping
 from snapd_vss.restore import pending
 from snapd_vss.restore.engine import ComponentJob, RestoreEngine
+from snapd_vss.restore.files import TEMP_PREFIX
 from snapd_vss.restore.report import ComponentOutcome
 from snapd_vss.restore.safety import ROOT, Credentials, writer_credentials
 from snapd_vss.restore.source import open_backup_set
@@ -364,40 +365,96 @@ async def test_a_writer_not_registered_is_judged_by_the_uid_the_set_recorded(
     assert credentials.uid == nonroot_user.uid and "GUESSED" in note and str(data) in note
 
 
-async def test_half_way_failure_says_what_was_and_was_not_restored(
+def temporaries(root: Path) -> list[str]:
+    return [n for _d, _s, names in os.walk(root) for n in names if n.startswith(TEMP_PREFIX)]
+
+
+async def test_a_conflict_is_found_before_anything_is_written(
     ext4_volume: LoopFs, sets_dir: Path
 ) -> None:
     data, path, _ = backed_up(ext4_volume, sets_dir)
-    for name in ("a.txt", "b.bin"):
-        (data / name).write_text("old\n")
+    (data / "a.txt").write_text("old\n")
     (data / "b.bin").unlink()
     (data / "b.bin").mkdir()  # a directory where the set has a file
     (data / "b.bin" / "keep").write_text("k")
     outcome = await run(path, M.RESTORE_IF_CAN_REPLACE)
+    assert outcome.status.value == "NONE" and outcome.restored == []
+    assert outcome.failed == [f"{data / 'b.bin'}: is a directory now; move it away first"]
+    assert str(data / "a.txt") in outcome.not_restored
+    assert (data / "a.txt").read_text() == "old\n"
+
+
+async def test_half_way_failure_says_what_was_and_was_not_restored(
+    ext4_volume: LoopFs, sets_dir: Path
+) -> None:
+    data, path, _ = backed_up(ext4_volume, sets_dir)
+    before = snapshot_of(data)
+    for name in ("a.txt", "b.bin", "sub/c.txt"):
+        (data / name).write_text("old\n")
+    # an immutable file cannot be replaced: its rename fails after others were renamed
+    subprocess.run(["chattr", "+i", str(data / "b.bin")], check=True)
+    try:
+        outcome = await run(path, M.RESTORE_IF_CAN_REPLACE)
+    finally:
+        subprocess.run(["chattr", "-i", str(data / "b.bin")], check=True)
     assert outcome.status.value == "FAILED"
     assert outcome.failed and outcome.failed[0].startswith(str(data / "b.bin"))
     restored = set(outcome.restored)
     not_restored = set(outcome.not_restored)
-    assert str(data / "a.txt") in restored | not_restored
-    assert restored.isdisjoint(not_restored)
+    assert restored and restored.isdisjoint(not_restored)
+    assert restored | not_restored | {str(data / "b.bin")} == {
+        str(data / n) for n in ("a.txt", "b.bin", "sub/c.txt", "link")
+    }
     for written in restored:
-        assert os.path.lexists(written)
-    assert not [n for n in os.listdir(data) if n.startswith(".snapd-vss-restore.")]
+        relative = os.path.relpath(written, data)
+        got = os.readlink(written) if os.path.islink(written) else Path(written).read_bytes()
+        assert got == before[relative]
+    for untouched in not_restored | {str(data / "b.bin")}:
+        assert Path(untouched).read_text() == "old\n"
+    assert temporaries(data) == []
 
 
-@pytest.mark.parametrize("fs", ["ext4", "btrfs"])
+async def test_content_changed_after_verify_leaves_nothing_under_a_real_name(
+    ext4_volume: LoopFs, sets_dir: Path
+) -> None:
+    data, path, _ = backed_up(ext4_volume, sets_dir)
+    for name in ("a.txt", "b.bin", "sub/c.txt"):
+        (data / name).write_text("old\n")
+    source = open_backup_set(path)
+    source.verify()
+    archive = next((Path(path) / "data").iterdir())
+    raw = bytearray(archive.read_bytes())
+    raw[raw.index(b"gamma")] ^= 0x20  # sub/c.txt, changed after the set was verified
+    archive.write_bytes(bytes(raw))
+    (component,) = source.components
+    job = ComponentJob(component, M.RESTORE_IF_CAN_REPLACE, ROOT)
+    outcome = await RestoreEngine(source).restore(job)
+    assert outcome.status.value == "NONE" and outcome.restored == []
+    assert "sha256" in outcome.failed[0] and outcome.failed[0].startswith(str(data / "sub"))
+    for name in ("a.txt", "b.bin", "sub/c.txt"):  # every file written before it: undone
+        assert (data / name).read_text() == "old\n"
+    assert temporaries(data) == []
+
+
+@pytest.mark.parametrize(
+    ("fs", "compression"), [("ext4", Compression.NONE), ("btrfs", Compression.ZSTD)]
+)
 async def test_chain_restores_the_chosen_point(
-    loop_fs_factory: object, sets_dir: Path, fs: str
+    loop_fs_factory: object, sets_dir: Path, fs: str, compression: Compression
 ) -> None:
     volume: LoopFs = loop_fs_factory(fs)  # type: ignore[operator]
-    data, full, spec = backed_up(volume, sets_dir)
+    data = Path(volume.mount_point) / "data"
+    populate(data)
+    spec = SetSpec(str(data))
+    full = str(sets_dir / "full")
+    make_set(full, spec, compression=compression)
     at_full = snapshot_of(data)
     time.sleep(0.01)
     (data / "a.txt").write_text("alpha, changed\n")
     (data / "sub" / "c.txt").unlink()
     (data / "d.txt").write_text("added\n")
     incremental = str(sets_dir / "incr")
-    make_set(incremental, spec, base=full)
+    make_set(incremental, spec, base=full, compression=compression)
     at_incremental = snapshot_of(data)
     (data / "a.txt").write_text("damage\n")
     (data / "e.txt").write_text("after\n")

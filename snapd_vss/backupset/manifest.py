@@ -36,6 +36,7 @@ restore uses it to judge where a writer that is no longer registered may direct 
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Callable, Mapping
@@ -233,7 +234,7 @@ class _Fields:
                 f"manifest.json: {self.where}.{key} = {text!r} is not a known value"
             ) from None
 
-    def check_keys(self, allowed: set[str]) -> None:
+    def check_keys(self, allowed: frozenset[str]) -> None:
         unknown = sorted(set(self.value) - allowed)
         if unknown:
             raise ManifestInvalid(
@@ -241,8 +242,9 @@ class _Fields:
             )
 
 
-def _fields_of(cls: type) -> set[str]:
-    return {f.name for f in fields(cls)}
+@functools.cache
+def _fields_of(cls: type) -> frozenset[str]:
+    return frozenset(f.name for f in fields(cls))
 
 
 def _xattrs(value: object, where: str) -> dict[str, str]:

@@ -7,6 +7,8 @@ for component in backup.components:
         if entry.type is EntryType.FILE:
             with backup.open_entry(component, entry) as data:   # checks sha256 at EOF
                 ...
+for entry, data in backup.read_files(component, files):   # many files: each archive
+    ...                                                   # read once, in its order
 backup.backup_components_xml()          # the saved document, for CreateRestoreSession
 backup.writer_documents()               # instance id → Writer Metadata Document
 backup.chain()                          # [full, incremental…, this set]
@@ -19,7 +21,7 @@ import hashlib
 import os
 import posixpath
 import tarfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import IO
 
@@ -420,6 +422,90 @@ class BackupSet:
                     return
         raise MissingMember(f"{label}: the archive lacks {entry.path!r}")
 
+    def read_files(
+        self, component: ComponentRecord, entries: Sequence[Entry], check: bool = True
+    ) -> Iterator[tuple[Entry, EntryReader]]:
+        """The content of many file ``entries`` of ``component``: each archive read once.
+
+        Yields ``(entry, reader)`` for every entry, grouped by the archive that holds it
+        (the chain's sets first to last) and in that archive's order, so a compressed
+        archive is decompressed once, not once per file. Read each reader to its end
+        (which checks the sha256, raising ChecksumMismatch) before taking the next.
+        ``check=False``: the caller checks each file's sha256 itself.
+        """
+        chain = {s.id: s for s in self.chain()} if self.manifest.base else {self.id: self}
+        order = list(chain)
+        indexes: dict[str, dict[str, tuple[ComponentRecord, Entry]]] = {}
+        groups: dict[tuple[int, str], tuple[BackupSet, ComponentRecord, list[_Wanted]]] = {}
+        for entry in entries:
+            holder, stored_component, stored = self._stored(component, entry, chain, indexes)
+            key = (order.index(holder.id), stored_component.archive)
+            group = groups.setdefault(key, (holder, stored_component, []))
+            group[2].append(_Wanted(entry, stored))
+        for key in sorted(groups):
+            holder, stored_component, wanted = groups[key]
+            yield from holder._read_archive(stored_component, wanted, check)
+
+    def _stored(
+        self,
+        component: ComponentRecord,
+        entry: Entry,
+        chain: dict[str, BackupSet],
+        indexes: dict[str, dict[str, tuple[ComponentRecord, Entry]]],
+    ) -> tuple[BackupSet, ComponentRecord, Entry]:
+        """Which set, component and entry hold ``entry``'s bytes."""
+        if entry.type is not EntryType.FILE:
+            raise NotFound(f"{entry.path} is a {entry.type.value}, not a file")
+        if entry.data_set_id == self.id:
+            return self, component, entry
+        holder = chain.get(entry.data_set_id)
+        if holder is None:
+            raise BrokenChain(f"set {entry.data_set_id} holding {entry.path} is not in the chain")
+        index = indexes.get(holder.id)
+        if index is None:
+            index = indexes[holder.id] = holder._stored_index()
+        original = f"{component.original_root.rstrip('/')}/{entry.path}"
+        located = index.get(original)
+        if located is None:
+            raise BrokenChain(f"set {holder.id} does not hold {original}")
+        return holder, located[0], _with_sha(located[1], entry.sha256)
+
+    def _stored_index(self) -> dict[str, tuple[ComponentRecord, Entry]]:
+        """Every file stored in this set's archives, by its original absolute path."""
+        index: dict[str, tuple[ComponentRecord, Entry]] = {}
+        for component in self.components:
+            root = component.original_root.rstrip("/")
+            for entry in component.entries:
+                if entry.type is EntryType.FILE and entry.data_set_id == self.id:
+                    index.setdefault(f"{root}/{entry.path}", (component, entry))
+        return index
+
+    def _read_archive(
+        self, component: ComponentRecord, wanted: list[_Wanted], check: bool
+    ) -> Iterator[tuple[Entry, EntryReader]]:
+        path = self.archive_path(component)
+        compression = self.manifest.compression
+        if compression is Compression.NONE and all(w.stored.offset >= 0 for w in wanted):
+            with open(path, "rb", buffering=0) as f:
+                for one in sorted(wanted, key=lambda x: x.stored.offset):
+                    f.seek(one.stored.offset)
+                    yield one.entry, EntryReader(f, one.stored, check)
+            return
+        label = f"backup set {self.id}, {component.label}"
+        by_name = {w.stored.path: w for w in wanted}
+        with decompressed_reader(path, compression) as stream:
+            for member, data in _members(stream, compression, label):
+                w = by_name.get(member.name)
+                if w is None:
+                    continue
+                if data is None:
+                    raise UnexpectedMember(f"{label}: {member.name!r} is not a file in the archive")
+                del by_name[member.name]
+                yield w.entry, EntryReader(data, w.stored, check)
+                if not by_name:
+                    return
+        raise MissingMember(f"{label}: the archive lacks {', '.join(sorted(by_name)[:5])}")
+
     def iter_contents(self, component: ComponentRecord) -> Iterator[tuple[Entry, IO[bytes] | None]]:
         """This set's archive of ``component`` in order, one pass: (entry, data or None)."""
         if not component.archive:
@@ -435,6 +521,12 @@ class BackupSet:
                 yield entry, data
 
 
+@dataclass(frozen=True)
+class _Wanted:
+    entry: Entry  # as the restored set lists it
+    stored: Entry  # as the set holding the bytes stores it (same content)
+
+
 def _with_sha(entry: Entry, sha256: str) -> Entry:
     if entry.sha256 != sha256:
         raise BrokenChain(f"{entry.path}: the base set holds different content")
@@ -442,29 +534,59 @@ def _with_sha(entry: Entry, sha256: str) -> Entry:
 
 
 class EntryReader:
-    """Reads exactly ``entry.size`` bytes; checks the sha256 when the end is reached."""
+    """Reads exactly ``entry.size`` bytes; checks the sha256 when the end is reached.
 
-    def __init__(self, raw: IO[bytes], entry: Entry) -> None:
+    ``check=False`` leaves the sha256 to the caller (e.g. a restore that hashes beside
+    its writes); the size is always enforced.
+    """
+
+    def __init__(self, raw: IO[bytes], entry: Entry, check: bool = True) -> None:
         self.raw = raw
         self.entry = entry
         self.remaining = entry.size
         self.digest = hashlib.sha256()
-        self.checked = False
+        self.check = check
+        self.checked = not check
 
-    def read(self, size: int = -1) -> bytes:
-        if size < 0 or size > self.remaining:
-            size = self.remaining
-        data = self.raw.read(min(size, CHUNK * 8)) if size else b""
-        self.remaining -= len(data)
-        self.digest.update(data)
-        if size and not data:
+    def readinto(self, buffer: memoryview) -> int:
+        """Read up to ``len(buffer)`` bytes into it; 0 at the end of the entry."""
+        want = min(len(buffer), self.remaining)
+        if not want:
+            return 0
+        target = buffer[:want]
+        readinto = getattr(self.raw, "readinto", None)
+        if readinto is not None:
+            n: int = readinto(target) or 0
+        else:
+            data = self.raw.read(want)
+            n = len(data)
+            target[:n] = data
+        if not n:
             raise ChecksumMismatch(f"{self.entry.path}: the archive ends early")
+        self.remaining -= n
+        if self.check:
+            self.digest.update(target[:n])
+        self._check_at_end()
+        return n
+
+    def _check_at_end(self) -> None:
         if self.remaining == 0 and not self.checked:
             self.checked = True
             if self.digest.hexdigest() != self.entry.sha256:
                 raise ChecksumMismatch(
                     f"{self.entry.path}: content does not match its sha256; the set is damaged"
                 )
+
+    def read(self, size: int = -1) -> bytes:
+        if size < 0 or size > self.remaining:
+            size = self.remaining
+        data = self.raw.read(min(size, CHUNK * 8)) if size else b""
+        self.remaining -= len(data)
+        if self.check:
+            self.digest.update(data)
+        if size and not data:
+            raise ChecksumMismatch(f"{self.entry.path}: the archive ends early")
+        self._check_at_end()
         return data
 
     def readable(self) -> bool:

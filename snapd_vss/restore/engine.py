@@ -39,7 +39,7 @@ from snapd_vss.restore.placement import (
     at_original,
     to_alternate,
 )
-from snapd_vss.restore.placer import check_placement, place, prune
+from snapd_vss.restore.placer import Content, Contents, check_placement, place, prune
 from snapd_vss.restore.report import ComponentOutcome
 from snapd_vss.restore.safety import Credentials
 from snapd_vss.restore.source import RestoreSource, SourceComponent
@@ -155,7 +155,7 @@ class RestoreEngine:
             outcome.restored = [p.destination for p in placement.items if not _is_dir(p)]
             return
         await asyncio.to_thread(
-            place, placement, self._chunks(job.component), job.credentials, outcome
+            place, placement, self._contents(job.component), job.credentials, outcome
         )
         if outcome.ok and job.method is not M.RESTORE_IF_NOT_THERE:
             await asyncio.to_thread(prune, job.component, placement, outcome)
@@ -170,7 +170,7 @@ class RestoreEngine:
         await asyncio.to_thread(
             pending.stage,
             placement,
-            self._chunks(job.component),
+            self._contents(job.component),
             outcome,
             job.credentials,
             self.source.path,
@@ -204,13 +204,15 @@ class RestoreEngine:
         await self.units.stop(job.service)
         await self.units.start(job.service)
 
-    def _chunks(self, component: SourceComponent):  # type: ignore[no-untyped-def]
+    def _contents(self, component: SourceComponent) -> Contents:
         source = self.source
 
-        def chunks(item: Placed) -> Iterator[bytes]:
-            return source.chunks(component, item.entry)
+        def contents(items: list[Placed]) -> Iterator[Content]:
+            by_path = {p.entry.path: p for p in items}
+            for entry, chunks in source.contents(component, [p.entry for p in items]):
+                yield Content(by_path[entry.path], chunks, checked=False)  # write checks
 
-        return chunks
+        return contents
 
 
 class _InUse(VssError):

@@ -1,25 +1,31 @@
-"""Putting one entry in place, atomically, relative to a directory fd (no path re-walks).
+"""Writing entries in place safely, relative to directory fds (no path re-walks).
 
-A file is written to a temporary name in its destination directory (``O_EXCL``,
-mode 0600), its bytes checked against the sha256 while written, owner, mode, xattrs and
-times set, fsynced, then renamed over the old name; the directory is fsynced after.
-A reader of the destination sees the old file or the new one, never half of it.
+A restore writes in two steps (see :mod:`.placer`): first every file to a temporary name
+in its destination directory (``O_EXCL``, mode 0600), its bytes checked against the
+sha256 as they are written, owner, mode, xattrs and times set (:func:`write_temp`); then,
+once the filesystem is flushed (:func:`syncfs`), each temporary name is renamed over the
+real one (:func:`rename_into_place`) and the directories are fsynced. A reader of the
+destination sees the old file or the new one, never half of it, and a crash leaves at
+most stray ``.snapd-vss-restore.*`` temporaries, never a half-written file under a real name.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
 import hashlib
 import os
 import secrets
 import stat
 from collections.abc import Iterable, Mapping
+from concurrent.futures import Executor, Future
 
 from snapd_vss.backupset.errors import ChecksumMismatch
 from snapd_vss.errors import Failed
 
 TEMP_PREFIX = ".snapd-vss-restore."
+HASH_BESIDE = 1 << 20  # files larger than this are hashed in another thread while written
 SPECIAL_BITS = stat.S_ISUID | stat.S_ISGID
 
 
@@ -38,11 +44,12 @@ def _apply_metadata(
     os.utime(fd, ns=(mtime_ns, mtime_ns))
 
 
-def write_file(
+def write_temp(
     dir_fd: int,
     name: str,
-    chunks: Iterable[bytes],
+    chunks: Iterable[bytes | memoryview],
     *,
+    size: int,
     sha256: str,
     mode: int,
     uid: int,
@@ -50,8 +57,17 @@ def write_file(
     mtime_ns: int,
     xattrs: Mapping[str, bytes],
     display: str,
-) -> int:
-    """Write ``name`` in ``dir_fd`` from ``chunks``; returns the bytes written."""
+    hasher: Executor | None = None,
+) -> str:
+    """Write a temporary file for ``name`` in ``dir_fd`` from ``chunks``; its name.
+
+    ``sha256`` ("" when ``chunks`` check it themselves and raise at their end) and
+    ``size`` are checked before the metadata is set; on any error the temporary is
+    removed. Not fsynced: the caller flushes the filesystem before renaming.
+    ``hasher``: a one-thread executor that hashes a chunk while it is written (for
+    files over one chunk); a chunk must then stay valid until the chunk after the next
+    is taken.
+    """
     temp = temp_name(name)
     fd = os.open(
         temp,
@@ -60,58 +76,100 @@ def write_file(
         dir_fd=dir_fd,
     )
     try:
-        digest = hashlib.sha256()
+        digest = hashlib.sha256() if sha256 else None
+        beside = hasher if size > HASH_BESIDE else None
+        hashing: Future[None] | None = None
         written = 0
         for chunk in chunks:
+            if digest is not None:
+                if hashing is not None:
+                    hashing.result()
+                if beside is not None:
+                    hashing = beside.submit(digest.update, chunk)
+                else:
+                    digest.update(chunk)
             view = memoryview(chunk)
             while view:
                 n = os.write(fd, view)
                 view = view[n:]
-            digest.update(chunk)
             written += len(chunk)
-        if sha256 and digest.hexdigest() != sha256:
+        if hashing is not None:
+            hashing.result()
+        if written > HASH_BESIDE:
+            start_writeback(fd)
+        if written != size or (digest is not None and digest.hexdigest() != sha256):
             raise ChecksumMismatch(
                 f"{display}: the content read from the backup set does not match its "
-                "sha256 (the set changed while being restored); this file was not replaced"
+                "size or sha256 (the set changed while being restored); this file was not "
+                "replaced"
             )
         _apply_metadata(fd, mode, uid, gid, xattrs, mtime_ns)
-        os.fsync(fd)
         os.close(fd)
         fd = -1
-        os.rename(temp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
     except BaseException:
         if fd >= 0:
             os.close(fd)
         with contextlib.suppress(OSError):
             os.unlink(temp, dir_fd=dir_fd)
         raise
-    return written
+    return temp
 
 
-def write_symlink(
-    dir_fd: int, name: str, target: str, *, uid: int, gid: int, mtime_ns: int
-) -> None:
+def temp_symlink(dir_fd: int, name: str, target: str, *, uid: int, gid: int, mtime_ns: int) -> str:
+    """A symbolic link to ``target`` under a temporary name for ``name``; its name."""
     temp = temp_name(name)
     os.symlink(target, temp, dir_fd=dir_fd)
     try:
         os.chown(temp, uid, gid, dir_fd=dir_fd, follow_symlinks=False)
         with contextlib.suppress(OSError):
             os.utime(temp, ns=(mtime_ns, mtime_ns), dir_fd=dir_fd, follow_symlinks=False)
-        _replace(dir_fd, temp, name)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(temp, dir_fd=dir_fd)
         raise
+    return temp
 
 
-def _replace(dir_fd: int, temp: str, name: str) -> None:
-    try:
-        st = os.lstat(name, dir_fd=dir_fd)
-    except FileNotFoundError:
-        st = None
+def rename_into_place(dir_fd: int, temp: str, name: str) -> None:
+    """``temp`` over ``name``; Failed if ``name`` became a directory meanwhile."""
+    st = lstat_or_none(dir_fd, name)
     if st is not None and stat.S_ISDIR(st.st_mode):
-        raise Failed(f"{name} is a directory now; a link cannot replace it")
+        raise Failed(f"{name} is a directory now; move it away first")
     os.rename(temp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+
+
+def discard(dir_fd: int, temp: str) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(temp, dir_fd=dir_fd)
+
+
+def lstat_or_none(dir_fd: int, name: str) -> os.stat_result | None:
+    try:
+        return os.lstat(name, dir_fd=dir_fd)
+    except FileNotFoundError:
+        return None
+
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+SYNC_FILE_RANGE_WRITE = 2
+
+
+def start_writeback(fd: int) -> None:
+    """Start writing ``fd``'s dirty pages to disk without waiting (sync_file_range(2)).
+
+    Only a head start for the flush before the renames (the disk works while the next
+    files are read and hashed); it guarantees nothing, so errors are ignored.
+    """
+    _libc.sync_file_range(fd, ctypes.c_int64(0), ctypes.c_int64(0), SYNC_FILE_RANGE_WRITE)
+
+
+def syncfs(fd: int) -> None:
+    """Flush the whole filesystem holding ``fd`` (syncfs(2)); OSError on a write-back error."""
+    if _libc.syncfs(fd) != 0:
+        code = ctypes.get_errno()
+        raise OSError(code, f"syncfs: {os.strerror(code)}")
 
 
 def make_directory(dir_fd: int, name: str) -> bool:
@@ -145,11 +203,3 @@ def fsync_directory(dir_fd: int) -> None:
 
 def remove_file(dir_fd: int, name: str) -> None:
     os.unlink(name, dir_fd=dir_fd)
-
-
-def file_exists(dir_fd: int, name: str) -> bool:
-    try:
-        os.lstat(name, dir_fd=dir_fd)
-    except FileNotFoundError:
-        return False
-    return True

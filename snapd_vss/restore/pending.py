@@ -1,13 +1,14 @@
 """Restores staged for the next boot (RESTORE_AT_REBOOT[_IF_CANNOT_REPLACE]).
 
-Staging copies the component's files (checked against their sha256) into
-``<pending dir>/<ID>/data/`` with a ``plan.json`` naming each destination; the plan
-appears under its final name only when complete (written in ``.<ID>.partial``,
-fsynced, renamed). ``snapd-vss-restore-at-boot.service`` runs ``vssctl restore
---apply-pending`` before the services start: each plan is put in place with the same
-atomic, no-symlink, writer-credential checks as an immediate restore, then removed. A plan
-that fails stays, with ``result.json`` saying why; ``vssctl restore --pending`` lists
-plans and ``--cancel ID`` removes one.
+Staging copies the component's files (checked against their sha256, the set read once
+in its order) into ``<pending dir>/<ID>/data/`` with a ``plan.json`` naming each
+destination; the plan appears under its final name only when complete (written in
+``.<ID>.partial``, the filesystem flushed once, renamed).
+``snapd-vss-restore-at-boot.service`` runs ``vssctl restore --apply-pending`` before
+the services start: each plan is put in place with the same atomic, no-symlink,
+writer-credential checks as an immediate restore, then removed. A plan that fails
+stays, with ``result.json`` saying why; ``vssctl restore --pending`` lists plans and
+``--cancel ID`` removes one.
 
 The directory is ``$SNAPD_VSS_PENDING_DIR``, else ``/var/lib/snapd-vss/pending-restore``.
 """
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -24,12 +26,13 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from snapd_vss.backupset.errors import ChecksumMismatch
 from snapd_vss.backupset.manifest import EntryType
 from snapd_vss.documents.backup_components import utc_timestamp
 from snapd_vss.errors import Failed, InvalidArgs, NotFound, VssError
 from snapd_vss.restore import files
 from snapd_vss.restore.placement import Placed, Placement
-from snapd_vss.restore.placer import check_placement, place
+from snapd_vss.restore.placer import Content, Contents, check_placement, place
 from snapd_vss.restore.report import ComponentOutcome
 from snapd_vss.restore.safety import Credentials
 from snapd_vss.restore.source import SourceEntry
@@ -132,7 +135,7 @@ def _read_plan(directory: str) -> PendingPlan:
 
 def stage(
     placement: Placement,
-    chunks: Any,
+    contents: Contents,
     outcome: ComponentOutcome,
     credentials: Credentials,
     set_path: str,
@@ -161,14 +164,17 @@ def stage(
         groups=list(credentials.groups),
     )
     try:
-        for index, item in enumerate(placement.items):
-            plan.items.append(_stage_item(work, index, item, chunks))
-        _write_json(os.path.join(work, PLAN), asdict(plan))
+        staged = _stage_files(work, placement, contents)
+        plan.items = [
+            _pending_item(item, staged.get(item.destination, "")) for item in placement.items
+        ]
         files_dir = os.open(os.path.join(work, DATA), os.O_RDONLY | os.O_DIRECTORY)
         try:
+            files.syncfs(files_dir)  # every staged file at once
             files.fsync_directory(files_dir)
         finally:
             os.close(files_dir)
+        _write_json(os.path.join(work, PLAN), asdict(plan))
         os.rename(work, os.path.join(base, plan_id))
         fd = os.open(base, os.O_RDONLY | os.O_DIRECTORY)
         try:
@@ -183,16 +189,34 @@ def stage(
     return plan_id
 
 
-def _stage_item(work: str, index: int, item: Placed, chunks: Any) -> PendingItem:
-    entry = item.entry
-    staged = ""
-    if entry.type is EntryType.FILE:
-        staged = f"{DATA}/{index:06d}"
-        with open(os.path.join(work, staged), "xb") as f:
-            for chunk in chunks(item):
+def _stage_files(work: str, placement: Placement, contents: Contents) -> dict[str, str]:
+    """Copy the files' bytes (checked) into ``work/data``; destination → staged name."""
+    regular = [p for p in placement.items if p.entry.type is EntryType.FILE]
+    index = {p.destination: n for n, p in enumerate(placement.items)}
+    staged: dict[str, str] = {}
+    for content in contents(regular):
+        item = content.item
+        name = f"{DATA}/{index[item.destination]:06d}"
+        digest = hashlib.sha256()
+        size = 0
+        with open(os.path.join(work, name), "xb") as f:
+            for chunk in content.chunks:
                 f.write(chunk)
-            f.flush()
-            os.fsync(f.fileno())
+                size += len(chunk)
+                if not content.checked:
+                    digest.update(chunk)
+        bad_sha = not content.checked and digest.hexdigest() != item.entry.sha256
+        if size != item.entry.size or bad_sha:
+            raise ChecksumMismatch(f"{item.destination}: the content read does not match")
+        staged[item.destination] = name
+    missing = [p.destination for p in regular if p.destination not in staged]
+    if missing:
+        raise Failed(f"{missing[0]}: the backup set handed out no content for it")
+    return staged
+
+
+def _pending_item(item: Placed, staged: str) -> PendingItem:
+    entry = item.entry
     return PendingItem(
         destination=item.destination,
         type=entry.type.value,
@@ -237,13 +261,19 @@ def cancel(plan_id: str, root: str | None = None) -> PendingPlan:
     return plan
 
 
-def _staged_chunks(directory: str, by_destination: dict[str, str]) -> Any:
-    def chunks(item: Placed) -> Iterator[bytes]:
-        with open(os.path.join(directory, by_destination[item.destination]), "rb") as f:
-            while chunk := f.read(CHUNK):
-                yield chunk
+def _staged_contents(directory: str, by_destination: dict[str, str]) -> Contents:
+    def contents(items: list[Placed]) -> Iterator[Content]:
+        for item in items:
+            path = os.path.join(directory, by_destination[item.destination])
+            yield Content(item, _file_chunks(path), checked=False)  # write_temp checks
 
-    return chunks
+    return contents
+
+
+def _file_chunks(path: str) -> Iterator[bytes]:
+    with open(path, "rb") as f:
+        while chunk := f.read(CHUNK):
+            yield chunk
 
 
 def apply_one(plan_id: str, root: str | None = None) -> ComponentOutcome:
@@ -264,7 +294,7 @@ def apply_one(plan_id: str, root: str | None = None) -> ComponentOutcome:
     by_destination = {i.destination: i.staged for i in plan.items if i.staged}
     try:
         check_placement(placement, plan.credentials, plan.label)
-        place(placement, _staged_chunks(directory, by_destination), plan.credentials, outcome)
+        place(placement, _staged_contents(directory, by_destination), plan.credentials, outcome)
     except VssError as exc:
         outcome.fail(exc.code, exc.message)
     if outcome.ok:

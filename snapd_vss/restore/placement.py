@@ -56,22 +56,35 @@ def at_original(component: SourceComponent) -> Placement:
     return Placement("original", items, [])
 
 
-def _covers(mapping: AlternateLocationMapping, path: str, is_dir: bool) -> bool:
-    root = os.path.normpath(mapping.path)
-    if is_dir:
-        return is_under(path, root) and (
-            mapping.recursive or os.path.dirname(path) == root or path == root
-        )
-    parent, name = os.path.split(path)
-    in_place = parent == root or (mapping.recursive and is_under(parent, root))
-    return in_place and fnmatch.fnmatchcase(name, mapping.filespec)
+@dataclass(frozen=True)
+class _Mapping:
+    """A mapping with its paths normalised once (a component may have many entries)."""
 
+    mapping: AlternateLocationMapping
+    root: str
+    destination: str
 
-def _mapped(mapping: AlternateLocationMapping, path: str) -> str:
-    root = os.path.normpath(mapping.path)
-    rest = os.path.relpath(path, root)
-    destination = clean_absolute(mapping.destination, "alternate location destination")
-    return destination if rest == "." else os.path.join(destination, rest)
+    @classmethod
+    def of(cls, mapping: AlternateLocationMapping) -> _Mapping:
+        destination = clean_absolute(mapping.destination, "alternate location destination")
+        return cls(mapping, os.path.normpath(mapping.path), destination)
+
+    def covers(self, path: str, is_dir: bool) -> bool:
+        root, m = self.root, self.mapping
+        if is_dir:
+            return is_under(path, root) and (
+                m.recursive or os.path.dirname(path) == root or path == root
+            )
+        parent, name = os.path.split(path)
+        in_place = parent == root or (m.recursive and is_under(parent, root))
+        return in_place and fnmatch.fnmatchcase(name, m.filespec)
+
+    def mapped(self, path: str) -> str:
+        """``path`` (normalised, under ``root``) moved below the destination."""
+        if path == self.root:
+            return self.destination
+        rest = path[len(self.root.rstrip("/")) + 1 :]
+        return os.path.join(self.destination, rest)
 
 
 def at_alternate(component: SourceComponent, mappings: list[AlternateLocationMapping]) -> Placement:
@@ -81,22 +94,23 @@ def at_alternate(component: SourceComponent, mappings: list[AlternateLocationMap
             f"{component.label} has no alternate location mapping; the writer declares "
             "none — restore with --to-alternate PATH"
         )
+    prepared = [_Mapping.of(m) for m in mappings]
     items: list[Placed] = []
     used: list[AlternateLocationMapping] = []
     for entry in component.entries:
         original = original_path(component, entry)
         is_dir = entry.type is EntryType.DIR
-        mapping = next((m for m in mappings if _covers(m, original, is_dir)), None)
-        if mapping is None:
+        found = next((m for m in prepared if m.covers(original, is_dir)), None)
+        if found is None:
             if is_dir:  # a directory between mapped files: created as needed
                 continue
             raise InvalidArgs(
                 f"no alternate location mapping of {component.label} covers {original}; "
                 "all files of a component go to the alternate location or none does"
             )
-        if mapping not in used:
-            used.append(mapping)
-        items.append(Placed(entry, original, _mapped(mapping, original)))
+        if found.mapping not in used:
+            used.append(found.mapping)
+        items.append(Placed(entry, original, found.mapped(original)))
     return Placement("alternate", items, used)
 
 

@@ -1,9 +1,21 @@
-"""Writes a :class:`~.placement.Placement`: directories, files, links, then directory metadata.
+"""Writes a :class:`~.placement.Placement`: all temporaries, one flush, then the renames.
 
 Every destination directory is opened without following symlinks and checked against
-the writer's credentials *before* the first byte is written. Work stops at the first
-failing entry; the outcome lists what was restored, what failed and what was never
-attempted, so a half-way restore says exactly where it stopped.
+the writer's credentials *before* the first byte is written, and no file may have
+become a directory (nor a directory a file) meanwhile. Then, in batches of at most
+:data:`BATCH_BYTES` (one batch for most components):
+
+1. the directories are created (mode 0700 until their own metadata is set, last);
+2. every file is written to a temporary name beside its destination, read from the
+   backup set in one pass in its order (:data:`Contents`) and checked against its
+   sha256 as it is written; every link likewise;
+3. each destination filesystem is flushed once (``syncfs``);
+4. the temporaries are renamed over the real names, in order;
+
+then the directories' owners, modes and times are set and every directory touched is
+fsynced. A failure before a batch's renames removes its temporaries: nothing of it
+is under a real name. The outcome lists what was restored, what failed and what was
+never attempted, so a half-way restore says exactly where it stopped.
 """
 
 from __future__ import annotations
@@ -11,19 +23,44 @@ from __future__ import annotations
 import contextlib
 import fnmatch
 import os
+import resource
 import stat
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from snapd_vss.backupset.manifest import EntryType
-from snapd_vss.errors import Failed, VssError
+from snapd_vss.errors import VssError
 from snapd_vss.restore import files
 from snapd_vss.restore.placement import Placed, Placement, is_under
 from snapd_vss.restore.report import ComponentOutcome
 from snapd_vss.restore.safety import Credentials, check_writable, open_directory
 from snapd_vss.restore.source import SourceComponent, SourceEntry
 
-Chunks = Callable[[Placed], Iterator[bytes]]
+#: Temporaries written before the filesystem is flushed and they are renamed. Bounds the
+#: extra space an in-place restore needs (old and new copies of one batch side by side).
+BATCH_BYTES = 1 << 30
+
+
+@dataclass
+class Content:
+    """One file's bytes, as a :data:`Contents` source hands them out."""
+
+    item: Placed
+    chunks: Iterable[bytes | memoryview]
+    checked: bool  # the chunks check the sha256 themselves (raising at their end)
+
+
+#: Given the file items, yields each one's content, in the order cheapest to read.
+Contents = Callable[[list[Placed]], Iterator[Content]]
+
+
+def raise_fd_limit() -> None:
+    """Directory fds are kept open for the whole restore: allow as many as the hard limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 @dataclass
@@ -40,10 +77,13 @@ class DirCache:
             self.fds[path] = fd
         return fd
 
+    def sync(self) -> None:
+        """fsync every directory touched (their entries: the renames, the new names)."""
+        for fd in self.fds.values():
+            files.fsync_directory(fd)
+
     def close(self) -> None:
         for fd in self.fds.values():
-            with contextlib.suppress(OSError):
-                files.fsync_directory(fd)
             os.close(fd)
         self.fds.clear()
 
@@ -64,88 +104,204 @@ def check_placement(placement: Placement, credentials: Credentials, who: str) ->
             os.close(open_directory(directory))  # refuses a link on the way
 
 
+@dataclass
+class _Temp:
+    item: Placed
+    dir_fd: int
+    name: str
+    temp: str
+
+
+class _ItemFailed(Exception):
+    def __init__(self, destination: str, reason: str) -> None:
+        super().__init__(f"{destination}: {reason}")
+        self.destination = destination
+        self.line = f"{destination}: {reason}"
+
+
+@dataclass
+class _Placer:
+    credentials: Credentials
+    outcome: ComponentOutcome
+    cache: DirCache
+    hasher: ThreadPoolExecutor
+    temps: list[_Temp] = field(default_factory=list)
+    temp_bytes: int = 0
+
+    def stage_file(self, content: Content) -> None:
+        item, entry = content.item, content.item.entry
+        dir_fd, name = self._dir_of(item)
+        with _blame(item.destination):
+            temp = files.write_temp(
+                dir_fd,
+                name,
+                content.chunks,
+                size=entry.size,
+                sha256="" if content.checked else entry.sha256,
+                mode=safe_mode(entry, self.credentials),
+                uid=entry.uid,
+                gid=entry.gid,
+                mtime_ns=entry.mtime_ns,
+                xattrs=entry.xattrs,
+                display=item.destination,
+                hasher=self.hasher,
+            )
+        self.temps.append(_Temp(item, dir_fd, name, temp))
+        self.temp_bytes += entry.size
+
+    def stage_link(self, item: Placed) -> None:
+        entry = item.entry
+        dir_fd, name = self._dir_of(item)
+        with _blame(item.destination):
+            temp = files.temp_symlink(
+                dir_fd,
+                name,
+                entry.link_target,
+                uid=entry.uid,
+                gid=entry.gid,
+                mtime_ns=entry.mtime_ns,
+            )
+        self.temps.append(_Temp(item, dir_fd, name, temp))
+
+    def commit(self) -> None:
+        """Flush each filesystem holding temporaries once, then rename them in order."""
+        if not self.temps:
+            return
+        flushed: set[int] = set()
+        for temp in self.temps:
+            device = os.fstat(temp.dir_fd).st_dev
+            if device not in flushed:
+                with _blame(temp.item.destination):
+                    files.syncfs(temp.dir_fd)
+                flushed.add(device)
+        for index, temp in enumerate(self.temps):
+            try:
+                with _blame(temp.item.destination):
+                    files.rename_into_place(temp.dir_fd, temp.temp, temp.name)
+            except _ItemFailed:
+                del self.temps[:index]  # the rest (this one too) are discarded
+                raise
+            self.outcome.bytes += temp.item.entry.size
+            self.outcome.restored.append(temp.item.destination)
+        self.temps.clear()
+        self.temp_bytes = 0
+
+    def discard(self) -> None:
+        for temp in self.temps:
+            files.discard(temp.dir_fd, temp.temp)
+        self.temps.clear()
+
+    def _dir_of(self, item: Placed) -> tuple[int, str]:
+        parent, name = os.path.split(item.destination)
+        with _blame(item.destination):
+            return self.cache.get(parent), name
+
+
+@contextlib.contextmanager
+def _blame(destination: str) -> Iterator[None]:
+    """Any failure inside names ``destination``."""
+    try:
+        yield
+    except _ItemFailed:
+        raise
+    except (OSError, VssError) as exc:
+        reason = exc.message if isinstance(exc, VssError) else (exc.strerror or str(exc))
+        raise _ItemFailed(destination, reason) from exc
+
+
 def place(
     placement: Placement,
-    chunks: Chunks,
+    contents: Contents,
     credentials: Credentials,
     outcome: ComponentOutcome,
-    only: Callable[[Placed], str] | None = None,
 ) -> None:
-    """Write every item of ``placement``; ``only(item)`` returns why to skip it, or ""."""
-    cache = DirCache(credentials)
-    items = sorted(placement.items, key=_order)
-    todo = [p.destination for p in items]
-    try:
-        for index, item in enumerate(items):
-            why = only(item) if only is not None else ""
-            if why:
-                outcome.skipped.append(f"{item.destination}: {why}")
-                continue
-            try:
-                outcome.bytes += _put(item, chunks, credentials, cache)
-            except (OSError, VssError) as exc:
-                reason = exc.message if isinstance(exc, VssError) else (exc.strerror or str(exc))
-                outcome.failed.append(f"{item.destination}: {reason}")
-                outcome.not_restored.extend(todo[index + 1 :])
-                return
-            if item.entry.type is not EntryType.DIR:
-                outcome.restored.append(item.destination)
-        _finish_directories(items, cache, credentials, outcome)
-    finally:
-        cache.close()
-
-
-def _order(item: Placed) -> tuple[int, int, str, int]:
-    """Directories first (shallow to deep), then files in archive order, then links."""
-    kind = {EntryType.DIR: 0, EntryType.FILE: 1, EntryType.SYMLINK: 2}[item.entry.type]
-    depth = item.destination.count("/")
-    if kind == 0:
-        return (0, depth, item.destination, 0)
-    return (kind, 0, item.entry.data_set_id, item.entry.offset)
-
-
-def _put(item: Placed, chunks: Chunks, credentials: Credentials, cache: DirCache) -> int:
-    entry = item.entry
-    parent, name = os.path.split(item.destination)
-    dir_fd = cache.get(parent)
-    if entry.type is EntryType.DIR:
-        files.make_directory(dir_fd, name)
-        cache.get(item.destination)
-        return 0
-    if entry.type is EntryType.SYMLINK:
-        files.write_symlink(
-            dir_fd, name, entry.link_target, uid=entry.uid, gid=entry.gid, mtime_ns=entry.mtime_ns
-        )
-        return 0
-    existing = _lstat(dir_fd, name)
-    if existing is not None and stat.S_ISDIR(existing.st_mode):
-        raise Failed(f"{item.destination} is a directory now; move it away first")
-    return files.write_file(
-        dir_fd,
-        name,
-        chunks(item),
-        sha256=entry.sha256,
-        mode=safe_mode(entry, credentials),
-        uid=entry.uid,
-        gid=entry.gid,
-        mtime_ns=entry.mtime_ns,
-        xattrs=entry.xattrs,
-        display=item.destination,
+    """Write every item of ``placement`` (see the module's description for the order)."""
+    raise_fd_limit()
+    dirs = sorted(
+        (p for p in placement.items if p.entry.type is EntryType.DIR),
+        key=lambda p: (p.destination.count("/"), p.destination),
     )
-
-
-def _lstat(dir_fd: int, name: str) -> os.stat_result | None:
+    regular = [p for p in placement.items if p.entry.type is EntryType.FILE]
+    links = [p for p in placement.items if p.entry.type is EntryType.SYMLINK]
+    cache = DirCache(credentials)
+    hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="restore-sha256")
+    placer = _Placer(credentials, outcome, cache, hasher)
     try:
-        return os.lstat(name, dir_fd=dir_fd)
-    except FileNotFoundError:
+        _check_conflicts(placement.items)
+        for item in dirs:
+            _make_directory(item, cache)
+        _stage_all(placer, contents, regular, links)
+        placer.commit()
+        _finish_directories(dirs, cache, credentials, outcome)
+        cache.sync()
+    except _ItemFailed as failure:
+        outcome.failed.append(failure.line)
+        done = set(outcome.restored) | {failure.destination}
+        outcome.not_restored.extend(
+            p.destination for p in [*regular, *links] if p.destination not in done
+        )
+        with contextlib.suppress(OSError):
+            cache.sync()  # what was renamed stays renamed
+    finally:
+        placer.discard()
+        cache.close()
+        hasher.shutdown()
+
+
+def _stage_all(
+    placer: _Placer, contents: Contents, regular: list[Placed], links: list[Placed]
+) -> None:
+    staged: set[str] = set()
+    stream = contents(regular)
+    while True:
+        with _blame("reading the backup set"):
+            content = next(stream, None)
+        if content is None:
+            break
+        placer.stage_file(content)
+        staged.add(content.item.destination)
+        if placer.temp_bytes >= BATCH_BYTES:
+            placer.commit()
+    missing = [p.destination for p in regular if p.destination not in staged]
+    if missing:
+        raise _ItemFailed(missing[0], "the backup set handed out no content for it")
+    for item in links:
+        placer.stage_link(item)
+
+
+def _check_conflicts(items: list[Placed]) -> None:
+    """Before anything is written: no file or link where a directory is now, and back."""
+    for item in items:
+        st = _lstat(item.destination)
+        if st is None:
+            continue
+        if item.entry.type is EntryType.DIR and not stat.S_ISDIR(st.st_mode):
+            raise _ItemFailed(
+                item.destination,
+                "exists and is not a directory; move it away to restore the directory",
+            )
+        if item.entry.type is not EntryType.DIR and stat.S_ISDIR(st.st_mode):
+            raise _ItemFailed(item.destination, "is a directory now; move it away first")
+
+
+def _lstat(path: str) -> os.stat_result | None:
+    try:
+        return os.lstat(path)
+    except (FileNotFoundError, NotADirectoryError):
         return None
 
 
+def _make_directory(item: Placed, cache: DirCache) -> None:
+    parent, name = os.path.split(item.destination)
+    with _blame(item.destination):
+        files.make_directory(cache.get(parent), name)
+        cache.get(item.destination)
+
+
 def _finish_directories(
-    items: list[Placed], cache: DirCache, credentials: Credentials, outcome: ComponentOutcome
+    dirs: list[Placed], cache: DirCache, credentials: Credentials, outcome: ComponentOutcome
 ) -> None:
     """Directory owners, modes and times last (deepest first), after their content."""
-    dirs = [p for p in items if p.entry.type is EntryType.DIR]
     for item in sorted(dirs, key=lambda p: -p.destination.count("/")):
         entry = item.entry
         try:

@@ -9,11 +9,19 @@ file the component had at that point, wherever in the chain the bytes are stored
 
 from __future__ import annotations
 
+import functools
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
-from snapd_vss.backupset import BackupSet, ComponentRecord, Entry, EntryType, SpecRecord
+from snapd_vss.backupset import (
+    BackupSet,
+    ComponentRecord,
+    Entry,
+    EntryReader,
+    EntryType,
+    SpecRecord,
+)
 from snapd_vss.backupset.archive import decode_xattrs
 from snapd_vss.errors import InvalidArgs, InvalidState, NotFound
 
@@ -82,7 +90,7 @@ class SourceComponent:
     def name(self) -> str:
         return self.record.name
 
-    @property
+    @functools.cached_property
     def original_root(self) -> str:
         return os.path.normpath(self.record.original_root)
 
@@ -182,6 +190,33 @@ class RestoreSource:
                 if not chunk:
                     return
                 yield chunk
+
+    def contents(
+        self, component: SourceComponent, entries: Sequence[SourceEntry]
+    ) -> Iterator[tuple[SourceEntry, Iterator[memoryview]]]:
+        """Many files' bytes, each archive read once in its order (not ``entries``' order).
+
+        UNCHECKED: the caller checks each file's size and sha256 (``files.write_temp``
+        does, beside its writes). The chunks are views of two buffers used in turn: a
+        chunk stays valid until the chunk after the next is taken. Each chunk iterator
+        must be read to its end before the next file is taken.
+        """
+        if not self.verified:
+            raise InvalidState("verify the backup set before reading files from it")
+        by_path = {e.path: e for e in entries}
+        records = [e.record for e in entries if e.record is not None]
+        if len(records) != len(entries):
+            raise InvalidArgs("entries without their manifest record cannot be read")
+        buffers = (bytearray(CHUNK), bytearray(CHUNK))
+        for record, reader in self.backup.read_files(component.record, records, check=False):
+            yield by_path[record.path], _chunks_of(reader, buffers)
+
+
+def _chunks_of(reader: EntryReader, buffers: tuple[bytearray, bytearray]) -> Iterator[memoryview]:
+    turn = 0
+    while n := reader.readinto(memoryview(buffers[turn])):
+        yield memoryview(buffers[turn])[:n]
+        turn ^= 1
 
 
 def open_backup_set(path: str) -> RestoreSource:

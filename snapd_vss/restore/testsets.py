@@ -18,6 +18,7 @@ from snapd_vss.backupset import (
     BackupSetWriter,
     BaseRef,
     ComponentRecord,
+    Compression,
     Manifest,
     SnapshotMount,
     SpecKind,
@@ -106,6 +107,7 @@ def make_set(
     base: str | None = None,
     snapshot_root: str | None = None,
     backup_type: BackupType | None = None,
+    compression: Compression = Compression.NONE,
 ) -> BackupSet:
     """Back up ``spec.data_dir`` into a new set at ``destination`` (incremental on ``base``)."""
     data_dir = os.path.realpath(spec.data_dir)
@@ -115,6 +117,7 @@ def make_set(
         set_id=str(uuid.uuid4()),
         created_at=utc_timestamp(),
         backup_type=kind,
+        compression=compression,
         base=None
         if base_set is None
         else BaseRef(
