@@ -3,26 +3,14 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
 
 import pytest
 
 from snapd_vss import errors
 from snapd_vss.documents.backup_components import parse_backup_components
 from snapd_vss.ipc.client import VssClient
-from snapd_vss.testing.bus import PrivateBus
-from snapd_vss.testing.daemon import VssDaemon
 from snapd_vss.testing.daemon_fixtures import WriterFactory, wait_for_writers
 from snapd_vss.testing.loopdev import LoopFs
-
-
-@pytest.fixture
-async def client(private_bus: PrivateBus, vss_daemon: VssDaemon) -> AsyncIterator[VssClient]:
-    c = await VssClient.connect(private_bus.address)
-    try:
-        yield c
-    finally:
-        await c.close()
 
 
 def _data_dir(volume: LoopFs, name: str) -> str:

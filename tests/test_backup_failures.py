@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-from collections.abc import AsyncIterator
 
 import pytest
 
@@ -19,15 +18,6 @@ from snapd_vss.testing.bus import PrivateBus
 from snapd_vss.testing.daemon import VssDaemon
 from snapd_vss.testing.daemon_fixtures import WriterFactory, WriterProcess, wait_for_writers
 from snapd_vss.testing.loopdev import LoopFs
-
-
-@pytest.fixture
-async def client(private_bus: PrivateBus, vss_daemon: VssDaemon) -> AsyncIterator[VssClient]:
-    c = await VssClient.connect(private_bus.address)
-    try:
-        yield c
-    finally:
-        await c.close()
 
 
 def data_dir(volume: LoopFs, name: str) -> str:

@@ -8,7 +8,7 @@ protocol but answer with whatever document the test gives them.
 
 import re
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 
 import pytest
 from dbus_fast.aio import MessageBus
@@ -19,7 +19,6 @@ from snapd_vss import errors
 from snapd_vss.documents.writer_metadata import Component, FileSpec, WriterMetadata
 from snapd_vss.ipc.client import VssClient
 from snapd_vss.testing.bus import PrivateBus
-from snapd_vss.testing.daemon import VssDaemon
 from snapd_vss.testing.loopdev import LoopFs
 from snapd_vss.vocabulary import ComponentType
 
@@ -88,12 +87,6 @@ class RawWriter(ServiceInterface):
     @dbus_method()
     async def OnBackupShutdown(self, snapshot_set_id: DBusStr) -> None:
         self.events.append("backup_shutdown")
-
-
-@pytest.fixture
-async def client(private_bus: PrivateBus, vss_daemon: VssDaemon) -> AsyncIterator[VssClient]:
-    async with await VssClient.connect(private_bus.address) as c:
-        yield c
 
 
 async def register(address: str, writer: RawWriter) -> tuple[MessageBus, str]:

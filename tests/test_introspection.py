@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-from collections.abc import AsyncIterator
 
-import pytest
 from dbus_fast.aio import MessageBus
 from dbus_fast.introspection import Interface, Node
 
@@ -29,12 +27,6 @@ def shape(interface: Interface) -> dict[str, object]:
         "properties": {p.name: (p.signature, p.access.value) for p in interface.properties},
         "signals": {s.name: [a.signature for a in s.args] for s in interface.signals},
     }
-
-
-@pytest.fixture
-async def client(private_bus: PrivateBus, vss_daemon: VssDaemon) -> AsyncIterator[VssClient]:
-    async with await VssClient.connect(private_bus.address) as c:
-        yield c
 
 
 async def introspect(address: str, path: str) -> Node:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
 
 import pytest
 
@@ -11,19 +10,12 @@ from snapd_vss import errors
 from snapd_vss.documents.backup_components import parse_backup_components
 from snapd_vss.ipc.client import VssClient
 from snapd_vss.testing.bus import PrivateBus
-from snapd_vss.testing.daemon import VssDaemon
 from snapd_vss.testing.daemon_fixtures import WriterFactory, WriterProcess, wait_for_writers
 from snapd_vss.testing.loopdev import LoopFs
 
 BILLION_LAUGHS = """<?xml version="1.0"?>
 <!DOCTYPE b [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;">]>
 <BackupComponents xmlns="urn:snapdvss:backup-components:1" version="1" backupType="&b;"/>"""
-
-
-@pytest.fixture
-async def client(private_bus: PrivateBus, vss_daemon: VssDaemon) -> AsyncIterator[VssClient]:
-    async with await VssClient.connect(private_bus.address) as c:
-        yield c
 
 
 async def backed_up(

@@ -9,12 +9,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from snapd_vss.ipc.client import VssClient
 from snapd_vss.testing.bus import PrivateBus
 from snapd_vss.testing.daemon import DaemonTimeouts, VssDaemon
 
@@ -65,6 +66,13 @@ WriterFactory = Callable[..., WriterProcess]
 
 
 @pytest.fixture
+async def client(private_bus: PrivateBus, vss_daemon: VssDaemon) -> AsyncIterator[VssClient]:
+    """A requestor connection to the ``vss_daemon`` (override it to use another daemon)."""
+    async with await VssClient.connect(private_bus.address) as connection:
+        yield connection
+
+
+@pytest.fixture
 def scripted_writers(private_bus: PrivateBus) -> Iterator[WriterFactory]:
     """Start scripted writers (snapd_vss.testing.scripted_writer) as real processes."""
     started: list[WriterProcess] = []
@@ -106,11 +114,8 @@ def scripted_writers(private_bus: PrivateBus) -> Iterator[WriterFactory]:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-async def wait_for_writers(client: object, count: int, timeout_s: float = 20.0) -> None:
+async def wait_for_writers(client: VssClient, count: int, timeout_s: float = 20.0) -> None:
     """Poll the Manager until ``count`` writers are registered."""
-    from snapd_vss.ipc.client import VssClient
-
-    assert isinstance(client, VssClient)
     deadline = time.monotonic() + timeout_s
     while len(await client.writers()) < count:
         if time.monotonic() > deadline:
