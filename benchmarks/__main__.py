@@ -1,8 +1,10 @@
 """Run every benchmark: ``python -m benchmarks`` (what ``./run bench`` runs).
 
 The backup benchmark (:mod:`benchmarks.backup_bench`) always runs; the others
-(``diff_area_bench``, ``lvm_bench``) run when they exist and import cleanly, and are
-reported as ``skipped: <reason>`` otherwise. Everything printed goes, as markdown, to
+(``diff_area_bench``, ``lvm_bench``, ``restore_throughput``, ``backup_throughput``) run
+when they exist and import cleanly, and are reported as ``skipped: <reason>`` otherwise.
+Each writes its own table into ``benchmarks/results/`` (``restore_throughput.md``,
+``backup_throughput.md``, ...); everything printed goes, as markdown, to
 ``benchmarks/results/latest.md`` too. Exit status: non-zero only when the backup
 benchmark failed.
 """
@@ -20,7 +22,7 @@ from pathlib import Path
 
 from benchmarks import backup_bench
 
-OTHERS = ("diff_area_bench", "lvm_bench")
+OTHERS = ("diff_area_bench", "lvm_bench", "restore_throughput", "backup_throughput")
 OUT = backup_bench.DEFAULT_OUT
 
 
