@@ -32,7 +32,6 @@ from snapd_vss.providers.diff_area.config import (
     check_chunk_size,
 )
 from snapd_vss.providers.diff_area.provider import AttachedVolume, DiffAreaProvider
-from snapd_vss.vocabulary import SnapshotState
 
 if TYPE_CHECKING:
     from snapd_vss.ipc.exporter import Exporter
@@ -143,8 +142,7 @@ class DiffAreaInterface(ServiceInterface):
         )
 
     def snapshot_dropped(self, snapshot_id: str, reason: str) -> None:
-        """The provider's listener: the snapshot is INVALID, announce it on the bus."""
-        self._report_invalid(snapshot_id, reason)
+        """The provider's listener (the service has already marked it INVALID): announce it."""
         log.warning(
             "diff area dropped snapshot %s: %s",
             snapshot_id,
@@ -152,20 +150,6 @@ class DiffAreaInterface(ServiceInterface):
             extra={"SNAPSHOT_ID": snapshot_id},
         )
         self.SnapshotDropped(snapshot_id, reason)
-
-    def _report_invalid(self, snapshot_id: str, reason: str) -> None:
-        """Make sure the service lists the snapshot as INVALID with the reason.
-
-        The provider itself is meant to call ``provider.invalidated``; until it does
-        (and in case it does not), this does, once.
-        """
-        try:
-            record = self.service.snapshots.get(snapshot_id)
-        except NotFound:
-            return  # not ours (e.g. half-made), or already deleted
-        if record.state is SnapshotState.INVALID and record.state_reason == reason:
-            return
-        self.provider.invalidated(snapshot_id, reason)
 
     async def _delete_snapshots_of(self, caller: Caller, volume: AttachedVolume) -> None:
         for record in self.service.snapshots.all():

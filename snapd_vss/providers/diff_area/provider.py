@@ -379,6 +379,7 @@ class DiffAreaProvider(Provider):
             await asyncio.sleep(1.0)  # the server restarts; listen again
 
     def _announce(self, snapshot_id: str, reason: str) -> None:
+        self.invalidated(snapshot_id, reason)  # the service: INVALID with the reason, logged
         for listener in list(self.listeners):
             try:
                 listener(snapshot_id, reason)
