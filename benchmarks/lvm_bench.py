@@ -135,7 +135,12 @@ class Samples:
     commit_window: list[float] = field(default_factory=list)
 
 
-async def daemon_round(client: object, volumes: list[Volume], samples: Samples) -> None:
+async def daemon_round(
+    client: object,
+    volumes: list[Volume],
+    samples: Samples,
+    client_times: list[tuple[float, float]] | None = None,
+) -> None:
     """One backup session over the volumes, every writer's component selected."""
     from snapd_vss.documents.writer_metadata import parse_writer_metadata
     from snapd_vss.ipc.client import VssClient
@@ -151,9 +156,11 @@ async def daemon_round(client: object, volumes: list[Volume], samples: Samples) 
         for volume in volumes:
             await session.add_to_snapshot_set(volume.mount_point, "lvm_thin")
         await session.prepare_for_backup()
-        start = time.perf_counter()
+        start, mono_start = time.perf_counter(), time.monotonic()
         await session.do_snapshot_set()
         samples.daemon.append(time.perf_counter() - start)
+        if client_times is not None:
+            client_times.append((mono_start, time.monotonic()))
         samples.freeze.append(int(await session.get("FreezeWindowUsec")) / 1e6)
         samples.commit_window.append(int(await session.get("CommitWindowUsec")) / 1e6)
     finally:
@@ -268,10 +275,176 @@ def markdown(results: list[dict[str, float | int]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+# ----------------------------------------------------------------- --profile
+# Where the time of one DoSnapshotSet goes, daemon side. The daemon is started through a
+# wrapper that runs this file with --profiled-daemon: it wraps the coordinator's and the
+# provider's steps with wall-clock timers (time.monotonic, which all processes of the
+# guest share) and prints one "PROF label start end" line per step to its log.
+
+PROFILED = (
+    # (module, class or "", attribute, label); label "@event" = the writer event's name
+    ("snapd_vss.coordinator.backup_session", "BackupSession", "_do_snapshot_set", "session"),
+    ("snapd_vss.coordinator.snapshot_set", "SnapshotSetRun", "execute", "run"),
+    ("snapd_vss.coordinator.snapshot_set", "SnapshotSetRun", "_prepare_providers",
+     "prepare_providers"),
+    ("snapd_vss.coordinator.snapshot_set", "SnapshotSetRun", "_call", "@event"),
+    ("snapd_vss.coordinator.snapshot_set", "SnapshotSetRun", "_commit", "commit_window"),
+    ("snapd_vss.coordinator.snapshot_set", "SnapshotSetRun", "_post_snapshot", "post_snapshot"),
+    ("snapd_vss.coordinator.snapshot_set", "", "resolve_volume", "resolve_volume"),
+    ("snapd_vss.coordinator.snapshots", "SnapshotManager", "begin", "store.begin"),
+    ("snapd_vss.coordinator.snapshots", "SnapshotManager", "committed", "store.committed"),
+    ("snapd_vss.coordinator.session_base", "SessionCore", "_set_state", "set_state"),
+    ("snapd_vss.ipc.caller", "CallerResolver", "current", "caller"),
+    ("snapd_vss.providers.lvm_thin", "LvmThinProvider", "prepare", "lvm.prepare"),
+    ("snapd_vss.providers.lvm_thin", "LvmThinProvider", "commit", "lvm.commit"),
+    ("snapd_vss.providers.lvm.tools", "", "run", "@argv"),
+)
+
+
+def _prof_label(label: str, args: tuple[object, ...]) -> str:
+    if label == "@event":
+        return "writers." + str(getattr(args[1], "value", args[1]))
+    if label == "@argv":
+        argv = args[0]
+        assert isinstance(argv, list)
+        return "exec:" + ":".join(os.path.basename(str(a)) for a in argv[:2])
+    return label
+
+
+def _prof_wrap(func: object, label: str) -> object:
+    import functools
+    import inspect
+
+    assert callable(func)
+
+    def emit(name: str, start: float) -> None:
+        print(f"PROF {name} {start:.6f} {time.monotonic():.6f}", file=sys.stderr, flush=True)
+
+    if inspect.iscoroutinefunction(func):
+        @functools.wraps(func)
+        async def timed_async(*args: object, **kwargs: object) -> object:
+            start = time.monotonic()
+            try:
+                return await func(*args, **kwargs)
+            finally:
+                emit(_prof_label(label, args), start)
+        return timed_async
+
+    @functools.wraps(func)
+    def timed(*args: object, **kwargs: object) -> object:
+        start = time.monotonic()
+        try:
+            return func(*args, **kwargs)
+        finally:
+            emit(_prof_label(label, args), start)
+    return timed
+
+
+def profiled_daemon(argv: list[str]) -> int:
+    """Run snapd-vssd (``-m snapd_vss.ipc.daemon ARGS``) with the PROFILED steps timed."""
+    import importlib
+
+    for module_name, class_name, attr, label in PROFILED:
+        module = importlib.import_module(module_name)
+        owner = getattr(module, class_name) if class_name else module
+        setattr(owner, attr, _prof_wrap(getattr(owner, attr), label))
+    # SnapshotSetRun took resolve_volume by name, and tools.run is called by the module
+    from snapd_vss.ipc import daemon
+
+    rest = argv[2:] if argv[:2] == ["-m", "snapd_vss.ipc.daemon"] else argv
+    return daemon.main(rest)
+
+
+def profile_report(log_text: str, client: list[tuple[float, float]]) -> str:
+    """Median start (from the request) and duration of each step over the rounds."""
+    steps: dict[str, list[tuple[float, float]]] = {}
+    rounds: list[list[tuple[str, float, float]]] = [[] for _ in client]
+    for line in log_text.splitlines():
+        parts = line.split()
+        if len(parts) != 4 or parts[0] != "PROF":
+            continue
+        start, end = float(parts[2]), float(parts[3])
+        for i, (c_start, c_end) in enumerate(client):
+            if c_start <= start <= c_end:
+                rounds[i].append((parts[1], start - c_start, end - start))
+    for i, entries in enumerate(rounds):
+        seen: dict[str, int] = {}
+        for name, offset, duration in entries:
+            seen[name] = seen.get(name, 0) + 1
+            key = name if seen[name] == 1 else f"{name} #{seen[name]}"
+            steps.setdefault(key, []).append((offset, duration))
+        del i
+    total = statistics.median(e - s for s, e in client)
+    lines = [f"DoSnapshotSet as the client sees it: median {total * 1000:.1f} ms "
+             f"over {len(client)} rounds (min {min(e - s for s, e in client) * 1000:.1f}, "
+             f"max {max(e - s for s, e in client) * 1000:.1f})",
+             "",
+             "| step | starts at (ms) | takes (ms) | rounds |",
+             "|---|---:|---:|---:|"]
+    ordered = sorted(steps.items(), key=lambda kv: statistics.median(o for o, _ in kv[1]))
+    for name, samples in ordered:
+        lines.append(
+            f"| {name} | {statistics.median(o for o, _ in samples) * 1000:.1f} | "
+            f"{statistics.median(d for _, d in samples) * 1000:.1f} | {len(samples)} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+async def profile_rounds(volumes: list[Volume], rounds: int, workdir: Path) -> str:
+    from snapd_vss.ipc.client import VssClient
+    from snapd_vss.testing.bus import PrivateBus
+    from snapd_vss.testing.daemon import VssDaemon
+
+    wrapper = workdir / "profiled-python"
+    wrapper.write_text(f"#!/bin/sh\nexec {sys.executable} {Path(__file__).resolve()} "
+                       "--profiled-daemon \"$@\"\n")
+    wrapper.chmod(0o755)
+    client_times: list[tuple[float, float]] = []
+    with PrivateBus() as bus:
+        daemon = VssDaemon(bus.address, workdir / "daemon", python=str(wrapper))
+        daemon.workdir.mkdir()
+        daemon.config_path.write_text(DAEMON_CONFIG)
+        daemon.start(timeout_s=120)
+        writers = start_writers(bus.address, volumes, workdir)
+        try:
+            async with await VssClient.connect(bus.address) as client:
+                deadline = time.monotonic() + 60
+                while len(await client.writers()) < len(volumes):
+                    if time.monotonic() > deadline:
+                        raise SystemExit("the benchmark's writers did not register in 60 s")
+                    await asyncio.sleep(0.1)
+                await daemon_round(client, volumes, Samples())  # warm-up
+                for _ in range(rounds):
+                    await daemon_round(client, volumes, Samples(), client_times)
+        finally:
+            for w in writers:
+                w.kill()
+                w.wait()
+            daemon.stop()
+        return profile_report(daemon.log_text(), client_times)
+
+
+def profile(disk: str, count: int, rounds: int) -> str:
+    tmp = Path(tempfile.mkdtemp(prefix="lvm-prof-"))
+    top = tmp / "mnt"
+    top.mkdir()
+    try:
+        volumes = setup(disk, count, top)
+        return asyncio.run(profile_rounds(volumes, rounds, tmp))
+    finally:
+        teardown(disk, top)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def in_guest(args: argparse.Namespace) -> int:
     if not args.disk:
         print("no scratch disk: run me through tests/guest/run", file=sys.stderr)
         return 2
+    if args.profile:
+        for count in (int(s) for s in args.sizes.split(",")):
+            print(f"{BEGIN}\n### {count} thin LV(s)\n\n{profile(args.disk, count, args.rounds)}"
+                  f"{END}", flush=True)
+        return 0
     results = run(args.disk, [int(s) for s in args.sizes.split(",")], args.rounds)
     print(f"{BEGIN}\n{markdown(results)}{END}", flush=True)
     return 0
@@ -282,7 +455,8 @@ def on_host(args: argparse.Namespace) -> int:
     from snapd_vss.testing.guest import GuestConfig, GuestError, boot
 
     command = ["python", "benchmarks/lvm_bench.py", "--in-guest",
-               "--rounds", str(args.rounds), "--sizes", args.sizes]
+               "--rounds", str(args.rounds), "--sizes", args.sizes,
+               *(["--profile"] if args.profile else [])]
     try:
         result = boot(GuestConfig(command=command))
     except GuestError as exc:
@@ -295,6 +469,11 @@ def on_host(args: argparse.Namespace) -> int:
             print(f"the benchmark failed in the guest (exit {result.exit_code})")
             return 1
         table = found.group(1)
+        if args.profile:
+            for part in re.findall(re.escape(BEGIN) + r"\n(.*?)" + re.escape(END), result.output,
+                                   re.S):
+                print(part)
+            return 0
         print(table, end="")
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -307,6 +486,8 @@ def on_host(args: argparse.Namespace) -> int:
 
 
 def main() -> int:
+    if sys.argv[1:2] == ["--profiled-daemon"]:
+        return profiled_daemon(sys.argv[2:])
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     disks = os.environ.get("SNAPD_VSS_GUEST_DISKS", "").split()
     parser.add_argument("--disk", default=disks[0] if disks else "")
@@ -314,6 +495,8 @@ def main() -> int:
     parser.add_argument("--sizes", default="1,4")
     parser.add_argument("--out", default=str(DEFAULT_OUT))
     parser.add_argument("--in-guest", action="store_true", help="measure here (in the guest)")
+    parser.add_argument("--profile", action="store_true",
+                        help="time the daemon's steps of DoSnapshotSet (prints, writes nothing)")
     args = parser.parse_args()
     if args.in_guest or os.environ.get("SNAPD_VSS_IN_GUEST") == "1":
         return in_guest(args)
