@@ -1,6 +1,6 @@
 """Restore throughput: the restore engine against ``tar -x`` of the same archive.
 
-    python -m benchmarks.restore_throughput [--mib 256] [--small 2000] [--rounds 3]
+    python -m benchmarks.restore_throughput [--mib 256] [--small 2000] [--rounds 5]
 
 On an ext4 loop filesystem: a tree of a few large files and many small ones is put in a
 backup set (:func:`snapd_vss.restore.testsets.make_set`), plain and zstd-compressed;
@@ -159,7 +159,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--mib", type=int, default=256)
     parser.add_argument("--small", type=int, default=2000)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args()
     if os.geteuid() != 0:

@@ -131,23 +131,22 @@ def temp_symlink(dir_fd: int, name: str, target: str, *, uid: int, gid: int, mti
 
 
 def rename_into_place(dir_fd: int, temp: str, name: str) -> None:
-    """``temp`` over ``name``; Failed if ``name`` became a directory meanwhile."""
-    st = lstat_or_none(dir_fd, name)
-    if st is not None and stat.S_ISDIR(st.st_mode):
-        raise Failed(f"{name} is a directory now; move it away first")
-    os.rename(temp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+    """``temp`` over ``name``; Failed if ``name`` became a directory meanwhile.
+
+    (rename(2) never replaces a directory by a file or link: it fails with EISDIR,
+    ENOTDIR or ENOTEMPTY, so no check beforehand is needed.)
+    """
+    try:
+        os.rename(temp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+    except OSError as exc:
+        if exc.errno in (errno.EISDIR, errno.ENOTEMPTY, errno.EEXIST):
+            raise Failed(f"{name} is a directory now; move it away first") from exc
+        raise
 
 
 def discard(dir_fd: int, temp: str) -> None:
     with contextlib.suppress(OSError):
         os.unlink(temp, dir_fd=dir_fd)
-
-
-def lstat_or_none(dir_fd: int, name: str) -> os.stat_result | None:
-    try:
-        return os.lstat(name, dir_fd=dir_fd)
-    except FileNotFoundError:
-        return None
 
 
 _libc = ctypes.CDLL(None, use_errno=True)

@@ -130,8 +130,8 @@ class _Placer:
 
     def stage_file(self, content: Content) -> None:
         item, entry = content.item, content.item.entry
-        dir_fd, name = self._dir_of(item)
         with _blame(item.destination):
+            dir_fd, name = self._dir_of(item)
             temp = files.write_temp(
                 dir_fd,
                 name,
@@ -151,8 +151,8 @@ class _Placer:
 
     def stage_link(self, item: Placed) -> None:
         entry = item.entry
-        dir_fd, name = self._dir_of(item)
         with _blame(item.destination):
+            dir_fd, name = self._dir_of(item)
             temp = files.temp_symlink(
                 dir_fd,
                 name,
@@ -168,11 +168,11 @@ class _Placer:
         if not self.temps:
             return
         flushed: set[int] = set()
-        for temp in self.temps:
-            device = os.fstat(temp.dir_fd).st_dev
+        for dir_fd, destination in {t.dir_fd: t.item.destination for t in self.temps}.items():
+            device = os.fstat(dir_fd).st_dev
             if device not in flushed:
-                with _blame(temp.item.destination):
-                    files.syncfs(temp.dir_fd)
+                with _blame(destination):
+                    files.syncfs(dir_fd)
                 flushed.add(device)
         for index, temp in enumerate(self.temps):
             try:
@@ -193,8 +193,7 @@ class _Placer:
 
     def _dir_of(self, item: Placed) -> tuple[int, str]:
         parent, name = os.path.split(item.destination)
-        with _blame(item.destination):
-            return self.cache.get(parent), name
+        return self.cache.get(parent), name
 
 
 @contextlib.contextmanager
