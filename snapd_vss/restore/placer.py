@@ -71,8 +71,13 @@ class DirCache:
     fds: dict[str, int] = field(default_factory=dict)
 
     def get(self, path: str) -> int:
+        """The directory's fd; a missing directory is created (0755), and its parent kept
+        open too, so that :meth:`sync` makes the new name durable."""
         fd = self.fds.get(path)
         if fd is None:
+            parent = os.path.dirname(path)
+            if parent != path and parent not in self.fds and not os.path.lexists(path):
+                self.get(parent)
             fd = open_directory(path, create_mode=0o755)
             self.fds[path] = fd
         return fd
