@@ -16,29 +16,46 @@ of its own (it was looking forward through *i*), and frees the rest.
 
 Durability ordering (what makes a crash harmless)
 -------------------------------------------------
-1. copy old chunk bytes into free slots of ``diff.dat``; ``fdatasync``
-2. append a PRESERVE record to the journal; ``fdatasync`` (the journal grows in
-   zero-filled 1 MiB steps, so this sync rarely has to commit a new file size)
-3. only then write the new bytes into the image.
+1. copy the old chunk bytes into free slots of the data file, each as a self-validating
+   record (:mod:`.slots`: owner snapshot, chunk index, checksum); ``fdatasync`` — ONE
+   sync per request, or per group of concurrent requests
+   (:meth:`CowEngine.write_many`: the server gathers the writes that arrive while the
+   previous group is being made durable);
+2. only then write the new bytes into the image.
 
-So a durable PRESERVE record always points at durable data, and an image chunk is never
-overwritten before its preserve is durable: after a crash at any point, replaying the
-journal gives every snapshot exactly its content. Snapshot creation ``fdatasync``s the
-image first (the point-in-time content must survive a power cut) and then appends a
-synced CREATE record; deletions are synced before their slots can be reused. All the
-copies of one write request share one pair of ``fdatasync`` calls, and so do those of a
-group of concurrent requests (:meth:`CowEngine.write_many`: the server gathers the
-writes that arrive while the previous group is being made durable).
+The index journal learns of preserves lazily: their PRESERVE records are appended
+together with the next record that must be synced anyway (a snapshot created or deleted,
+a drop, a tombstone forgotten, or every ``PENDING_MAX`` pairs). So the journal always
+names only chunks whose records are durable, and every preserve it does not name yet is
+a durable, checksummed record in a slot the journal thinks free. Recovery replays the
+journal and then reads the headers of the free slots: a record with a good checksum
+whose owner is a live snapshot that lacks that chunk is adopted; a torn one (bad
+checksum) was never acknowledged — the image chunk it guarded was not overwritten — and
+is ignored. Adopting such a record is always right: a chunk is copied for a snapshot
+only while that snapshot is the newest and has no copy of it, when the image still
+holds exactly the snapshot's content. Records name the diff area's random ``area`` id,
+so a data file left from an earlier diff area is never mistaken for this one.
+
+A slot the journal names is checked against its checksum whenever it is read; one that
+fails (the diff area's disk corrupted it) makes every snapshot that reads through it
+invalid, with the reason, instead of returning wrong bytes. Snapshot creation
+``fdatasync``s the image first (the point-in-time content must survive a power cut) and
+then appends a synced CREATE record; deletions are synced before their slots can be
+reused. After recovery the journal is compacted, so it names every adopted slot.
 
 When the diff area is full, the volume's :class:`~.config.FullPolicy` decides: drop the
 oldest snapshot (a durable tombstone keeps the reason, and ``on_event`` reports it) until
 the preserve fits, or fail the write with :class:`~snapd_vss.errors.InsufficientStorage`
 before anything was changed.
+
+Older diff areas (format 1: ``diff.dat`` beside a journal whose records had to be synced
+before every image write) are refused with a message saying how to start over.
 """
 
 from __future__ import annotations
 
 import heapq
+import secrets
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -50,14 +67,21 @@ from snapd_vss.errors import (
     ProviderFailure,
     VssError,
 )
-from snapd_vss.providers.diff_area import journal
+from snapd_vss.providers.diff_area import journal, slots
 from snapd_vss.providers.diff_area.config import FullPolicy, check_chunk_size
 from snapd_vss.providers.diff_area.journal import RecordType
-from snapd_vss.providers.diff_area.storage import DATA_FILE, JOURNAL_FILE, BlockFile, DiffStore
+from snapd_vss.providers.diff_area.storage import (
+    DATA_FILE,
+    JOURNAL_FILE,
+    OLD_DATA_FILE,
+    BlockFile,
+    DiffStore,
+)
 
 COMPACT_MIN_BYTES = 8 * 1024 * 1024
 PAIRS_PER_RECORD = 4096
 JOURNAL_STEP = 1024 * 1024
+PENDING_MAX = 16 * PAIRS_PER_RECORD  # preserves the journal may lag behind (then a synced append)
 
 
 @dataclass
@@ -114,6 +138,11 @@ class CowEngine:
         self._high = 0  # slots [0, high) have been handed out at some time
         self._used = 0
         self._broken = ""
+        self._stride = slots.stride(self.chunk_size)
+        self._area = 0  # the diff area's random id, in every slot record
+        self._pending: list[tuple[int, list[tuple[int, int]]]] = []  # (seq, [(chunk, slot)])
+        self._pending_pairs = 0
+        _refuse_old_format(store)
         self._data = store.open(DATA_FILE)
         self._journal = store.open(JOURNAL_FILE)
         self._jend = 0  # end of the last record
@@ -268,9 +297,30 @@ class CowEngine:
                 if source < 0:
                     out += self._image.pread(count, start)
                 else:
-                    base = source * self.chunk_size + start % self.chunk_size
-                    out += self._data.pread(count, base)
+                    chunk, within = divmod(start, self.chunk_size)
+                    out += self._read_slot(source, chunk)[within : within + count]
             return bytes(out)
+
+    def _read_slot(self, slot: int, chunk: int) -> bytes:
+        """A preserved chunk's bytes, checked against its record; damage invalidates."""
+        record = self._data.pread(self._stride, slot * self._stride)
+        header = slots.check(record, self._area)
+        if header is not None and header.chunk == chunk:
+            return record[slots.HEADER.size :]
+        reason = (
+            f"preserved chunk {chunk} (diff-area slot {slot}) failed its checksum: the diff "
+            "area's storage returned corrupted data; the snapshot cannot be trusted"
+        )
+        self._invalidate_readers(slot, chunk, reason)
+        raise ProviderFailure(f"{reason}; check the diff area's disk, then delete the snapshot")
+
+    def _invalidate_readers(self, slot: int, chunk: int, reason: str) -> None:
+        """Drop, oldest first, every snapshot whose chunk ``chunk`` is read from ``slot``."""
+        readers = [s for i, s in enumerate(self._snaps) if self._slot_for(i, chunk) == slot]
+        for snap in readers:
+            self._delete(snap, reason)
+            if self.on_event is not None:
+                self.on_event(SnapshotDropped(snap.id, reason))
 
     def resize(self, max_bytes: int) -> None:
         """Change the diff area's maximum; shrinking below what is used drops (or refuses)."""
@@ -288,6 +338,8 @@ class CowEngine:
     def close(self) -> None:
         with self._lock:
             self._image.sync()
+            if self._pending and not self._broken:
+                self._append(b"")  # the journal catches up: a faster next start
             self._data.close()
             self._journal.close()
 
@@ -339,19 +391,28 @@ class CowEngine:
         if not self._make_room(len(need)):
             return
         newest = self._snaps[-1]
-        slots = [self._alloc() for _ in need]
+        taken = [self._alloc() for _ in need]
+        cs = self.chunk_size
         try:
-            for chunk, slot, count in _runs(need, slots):
-                old = self._image.pread(count * self.chunk_size, chunk * self.chunk_size)
-                self._data.pwrite(old, slot * self.chunk_size)
-            self._data.sync()
-            self._append(journal.encode_preserve(newest.seq, zip(need, slots, strict=True)))
+            for chunk, slot, count in _runs(need, taken):
+                old = memoryview(self._image.pread(count * cs, chunk * cs))
+                parts: list[bytes | memoryview] = []
+                for i in range(count):
+                    data = old[i * cs : (i + 1) * cs]
+                    parts += [slots.encode_header(self._area, newest.seq, chunk + i, data), data]
+                self._data.pwrite(b"".join(parts), slot * self._stride)
+            self._data.sync()  # the one sync: from here on the records prove themselves
         except OSError as exc:
-            # The journal's tail is now unknown: refuse further writes until a restart
-            # replays the journal, so no slot is reused while a record may point at it.
+            # What reached the data file is unknown: refuse further writes until a
+            # restart recovers, so no slot is reused while a record may name it.
             self._broken = f"the diff area failed ({exc}); check its filesystem and restart"
             raise ProviderFailure(self._broken) from exc
-        newest.chunks.update(zip(need, slots, strict=True))
+        pairs = list(zip(need, taken, strict=True))
+        newest.chunks.update(pairs)
+        self._pending.append((newest.seq, pairs))
+        self._pending_pairs += len(pairs)
+        if self._pending_pairs >= PENDING_MAX:
+            self._append(b"")
         self._maybe_compact()
 
     def _make_room(self, count: int) -> bool:
@@ -406,6 +467,17 @@ class CowEngine:
         heapq.heappush(self._free, slot)
 
     def _append(self, record: bytes) -> None:
+        """Append ``record`` after the pending PRESERVE records, in one write; sync."""
+        if self._pending:
+            lazy = bytearray()
+            for seq, pairs in self._pending:
+                for start in range(0, len(pairs), PAIRS_PER_RECORD):
+                    lazy += journal.encode_preserve(seq, pairs[start : start + PAIRS_PER_RECORD])
+            record = bytes(lazy) + record
+            self._pending.clear()
+            self._pending_pairs = 0
+        if not record:
+            return
         end = self._jend + len(record)
         if end <= self._jcap:
             self._journal.pwrite(record, self._jend)
@@ -432,7 +504,10 @@ class CowEngine:
         result = journal.scan(raw)
         for record in result.records:
             self._apply(record)
-        data_slots = self._data.size() // self.chunk_size
+        if not self._area:  # a new diff area (or one whose journal is gone: start over)
+            self._area = secrets.randbits(63) + 1
+            self._data.truncate(0)
+        data_slots = self._data.size() // self._stride
         for snap in list(self._snaps):
             if result.damage:
                 self._apply_delete(snap.seq, result.damage + "; the snapshot cannot be trusted",
@@ -440,8 +515,35 @@ class CowEngine:
             elif any(slot >= data_slots for slot in snap.chunks.values()):
                 self._apply_delete(snap.seq, "preserved data is missing from the diff area",
                                    live=False)
+        self._adopt_unindexed(data_slots)
         self._rebuild_free()
         self._compact()
+
+    def _adopt_unindexed(self, data_slots: int) -> None:
+        """Give live snapshots the durable preserves the journal had not caught up with.
+
+        Only slots the journal leaves free are read; a record is adopted when its
+        checksum holds, it belongs to this diff area and names a live snapshot that has
+        no copy of that chunk yet (see the module's docstring for why that is right).
+        """
+        owners = {snap.seq: snap for snap in self._snaps}
+        if not owners:
+            return
+        used = {slot for snap in self._snaps for slot in snap.chunks.values()}
+        chunks = -(-self._size // self.chunk_size)
+        for slot in range(data_slots):
+            if slot in used:
+                continue
+            start = slot * self._stride
+            header = slots.decode_header(self._data.pread(slots.HEADER.size, start))
+            if header is None or header.area != self._area or header.chunk >= chunks:
+                continue
+            snap = owners.get(header.owner)
+            if snap is None or header.chunk in snap.chunks:
+                continue
+            if slots.check(self._data.pread(self._stride, start), self._area) is not None:
+                snap.chunks[header.chunk] = slot
+                used.add(slot)
 
     def _apply(self, record: journal.Record) -> None:
         if record.type is RecordType.PRESERVE:
@@ -452,6 +554,9 @@ class CowEngine:
             return
         value = record.json()
         if record.type is RecordType.HEADER:
+            if int(value.get("format", 1)) != journal.FORMAT:
+                raise ProviderFailure(_old_format_message(self._store))
+            self._area = int(value["area"])
             if int(value["chunk_size"]) != self.chunk_size:
                 raise InvalidArgs(
                     f"the diff area was made with {value['chunk_size']}-byte chunks, "
@@ -483,9 +588,11 @@ class CowEngine:
             journal.encode_json(
                 RecordType.HEADER,
                 {"format": journal.FORMAT, "chunk_size": self.chunk_size,
-                 "next_seq": self._next_seq},
+                 "next_seq": self._next_seq, "area": self._area},
             )
         )
+        self._pending.clear()  # the state written below holds them
+        self._pending_pairs = 0
         for snap in self._snaps:
             out += journal.encode_json(
                 RecordType.CREATE, {"seq": snap.seq, "id": snap.id, "created_us": snap.created_us}
@@ -510,10 +617,23 @@ class CowEngine:
 
 
 def _continues(run: list[int], slot: int, cs: int) -> bool:
-    if run[0] < 0 or slot < 0:
-        return run[0] == slot
-    # slot runs continue only chunk-aligned and into the next slot
-    return (run[1] + run[2]) % cs == 0 and slot == run[0] + (run[1] % cs + run[2]) // cs
+    # image pieces merge; preserved pieces are read (and checked) one slot at a time
+    return run[0] < 0 and slot < 0
+
+
+def _refuse_old_format(store: DiffStore) -> None:
+    if store.exists(OLD_DATA_FILE):
+        raise ProviderFailure(_old_format_message(store))
+
+
+def _old_format_message(store: DiffStore) -> str:
+    where = getattr(store, "directory", "the diff area's directory")
+    return (
+        f"the diff area in {where} was written by an older snapd-vss (format 1, "
+        f"{OLD_DATA_FILE}); this version cannot read its snapshots. Delete its snapshots "
+        f"with the old version, or give up on them: detach the volume, remove {where} "
+        "and attach the volume again (the volume's own data is not in the diff area)"
+    )
 
 
 def _runs(chunks: list[int], slots: list[int]) -> Iterator[tuple[int, int, int]]:

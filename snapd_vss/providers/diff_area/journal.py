@@ -1,20 +1,23 @@
 """The diff area's index: an append-only, checksummed write-ahead journal.
 
-Why a journal and not an index file rewritten in place: a preserve is one small
-append plus one ``fdatasync`` — the cheapest durable step there is — and replay after a
-crash is a plain forward scan. The journal is compacted (rewritten to a new file holding
+Why a journal and not an index file rewritten in place: a change is one small append
+plus one ``fdatasync`` — the cheapest durable step there is — and replay after a crash
+is a plain forward scan. The journal is compacted (rewritten to a new file holding
 only the live state, then atomically renamed over the old one) when it grows.
 
 Record layout (little endian)::
 
     magic "DAJ1" | type u8 | payload length u32 | crc32(type + payload) u32 | payload
 
-Types: HEADER (JSON: format, chunk size), CREATE (JSON: seq, id, creation time),
-PRESERVE (u64 snapshot seq, then n x (u64 chunk, u64 slot)), DELETE (JSON: seq, reason —
-a non-empty reason leaves a tombstone saying why the snapshot is gone), FORGET (JSON: id,
-drops a tombstone), TOMBSTONE (JSON: id, reason; written by compaction).
+Types: HEADER (JSON: format, chunk size, next snapshot seq, the diff area's random
+id), CREATE (JSON: seq, id, creation time), PRESERVE (u64 snapshot seq, then n x (u64
+chunk, u64 slot); written lazily, with the next synced append — the slot records
+themselves are the durable proof, see .slots), DELETE (JSON: seq, reason — a non-empty
+reason leaves a tombstone saying why the snapshot is gone), FORGET (JSON: id, drops a
+tombstone), TOMBSTONE (JSON: id, reason; written by compaction).
 
-The file grows in zero-filled steps, so its tail after the last record is zeros. A
+Every append is one write followed by one ``fdatasync``, so only the last one can be
+torn. The file grows in zero-filled steps, so its tail after the last record is zeros. A
 damaged record at the very end (torn by a crash: it runs past the end of the file, or
 no whole record follows it, only zeros or a torn prefix) is cut off: it was never
 acknowledged. A damaged record with a valid record after it is corruption; the caller
@@ -35,7 +38,7 @@ MAGIC = b"DAJ1"
 HEADER = struct.Struct("<4sBII")
 U64 = struct.Struct("<Q")
 PAIR = struct.Struct("<QQ")
-FORMAT = 1
+FORMAT = 2  # 1: diff.dat with bare chunks, PRESERVE synced before each image write
 
 
 class RecordType(IntEnum):

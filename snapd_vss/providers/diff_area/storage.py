@@ -14,7 +14,8 @@ import fcntl
 import os
 from typing import Protocol
 
-DATA_FILE = "diff.dat"
+DATA_FILE = "chunks.dat"  # slot records, see .slots (format 2)
+OLD_DATA_FILE = "diff.dat"  # format 1: refused, see .engine
 JOURNAL_FILE = "index.journal"
 LOCK_FILE = "lock"
 
@@ -35,7 +36,7 @@ class BlockFile(Protocol):
 
 
 class DiffStore(Protocol):
-    """The diff area: a data file of chunk slots and the index journal."""
+    """The diff area: a data file of self-validating chunk slots and the index journal."""
 
     def open(self, name: str) -> BlockFile:
         """Open (creating if missing) one of the diff area's files for read and write."""
