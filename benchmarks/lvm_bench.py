@@ -4,12 +4,12 @@ Needs device-mapper, so the measuring happens inside the UML guest. On the host 
 ``python -m benchmarks`` and ``./run bench`` do) this boots the guest, runs itself
 there, prints the table and writes it to ``benchmarks/results/lvm.md``::
 
-    python benchmarks/lvm_bench.py [--rounds 5] [--sizes 1,4] [--out FILE]
+    python benchmarks/lvm_bench.py [--rounds 9] [--sizes 1,4] [--out FILE] [--profile]
     tests/guest/run --exec python benchmarks/lvm_bench.py --in-guest   # the table only
 
 For each set size N it makes N thin LVs with ext4 (16 MiB of data each) and starts
 snapd-vssd (lvm_thin provider) on a private bus with one scripted writer per LV whose
-data is on that LV. Each round, in turn:
+data is on that LV. Each round (bare first in even rounds, daemon first in odd ones):
 
 - **bare**: the N snapshots taken one after another with ``lvcreate -s`` (what a
   hand-written script does, without writers or freezing);
@@ -203,14 +203,23 @@ async def measure(volumes: list[Volume], rounds: int, workdir: Path) -> Samples:
                         raise SystemExit("the benchmark's writers did not register in 60 s")
                     await asyncio.sleep(0.1)
                 await daemon_round(client, volumes, Samples())  # warm-up
-                for _ in range(rounds):
-                    samples.bare.append(bare_round(volumes))
-                    remove_snapshots()
+                for i in range(rounds):
+                    # bare first in even rounds, last in odd ones: no side always follows
+                    # the other's clean-up
+                    if i % 2:
+                        await daemon_round(client, volumes, samples)
+                    else:
+                        samples.bare.append(bare_round(volumes))
+                        remove_snapshots()
                     p, c = await provider_round(provider, volumes)
                     samples.prepare.append(p)
                     samples.commit.append(c)
                     remove_snapshots()
-                    await daemon_round(client, volumes, samples)
+                    if i % 2:
+                        samples.bare.append(bare_round(volumes))
+                        remove_snapshots()
+                    else:
+                        await daemon_round(client, volumes, samples)
         finally:
             for w in writers:
                 w.kill()
@@ -232,6 +241,7 @@ def run(disk: str, sizes: list[int], rounds: int) -> list[dict[str, float | int]
             teardown(disk, top)
             shutil.rmtree(tmp, ignore_errors=True)
         bare, daemon = statistics.median(s.bare), statistics.median(s.daemon)
+        per_round = [(d / b - 1) * 100 for b, d in zip(s.bare, s.daemon, strict=True)]
         results.append({
             "lvs": count,
             "rounds": rounds,
@@ -242,6 +252,13 @@ def run(disk: str, sizes: list[int], rounds: int) -> list[dict[str, float | int]
             "daemon_freeze_window_s": statistics.median(s.freeze),
             "daemon_commit_window_s": statistics.median(s.commit_window),
             "overhead_percent": (daemon / bare - 1) * 100,
+            "bare_min_s": min(s.bare),
+            "bare_max_s": max(s.bare),
+            "daemon_min_s": min(s.daemon),
+            "daemon_max_s": max(s.daemon),
+            "round_overhead_median_percent": statistics.median(per_round),
+            "round_overhead_min_percent": min(per_round),
+            "round_overhead_max_percent": max(per_round),
         })
     return results
 
@@ -254,21 +271,29 @@ def markdown(results: list[dict[str, float | int]]) -> str:
         f"medians of {results[0]['rounds'] if results else 0} rounds, seconds.",
         "",
         "| thin LVs | bare `lvcreate -s` | provider prepare + commit | daemon DoSnapshotSet "
-        "| freeze window | commit window | overhead |",
-        "|---:|---:|---:|---:|---:|---:|---:|",
+        "| freeze window | commit window | overhead | per round |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         lines.append(
-            f"| {r['lvs']} | {r['bare_lvcreate_s']:.3f} | "
+            f"| {r['lvs']} | {r['bare_lvcreate_s']:.3f} "
+            f"({r['bare_min_s']:.3f}..{r['bare_max_s']:.3f}) | "
             f"{r['provider_prepare_s']:.3f} + {r['provider_commit_s']:.3f} | "
-            f"{r['daemon_snapshot_set_s']:.3f} | {r['daemon_freeze_window_s']:.3f} | "
-            f"{r['daemon_commit_window_s']:.3f} | {r['overhead_percent']:+.0f}% |"
+            f"{r['daemon_snapshot_set_s']:.3f} "
+            f"({r['daemon_min_s']:.3f}..{r['daemon_max_s']:.3f}) | "
+            f"{r['daemon_freeze_window_s']:.3f} | "
+            f"{r['daemon_commit_window_s']:.3f} | {r['overhead_percent']:+.0f}% | "
+            f"{r['round_overhead_median_percent']:+.0f}% "
+            f"({r['round_overhead_min_percent']:+.0f}..{r['round_overhead_max_percent']:+.0f}%) |"
         )
     lines += [
         "",
         "Overhead: the daemon's DoSnapshotSet (the providers' checks of the pools, the "
         "writers' events, the commits) beyond the bare commands, in percent of them "
-        "(aim: under 20%). The freeze window is the time writers are frozen; the commit "
+        "(aim: under 20%): the medians' ratio, then the median (min..max) of each round's "
+        "own ratio, bare and daemon being measured back to back in one round (in turns "
+        "which goes first). Times in brackets: fastest and slowest round. "
+        "The freeze window is the time writers are frozen; the commit "
         "window the time the snapshots take (no filesystem is FIFREEZEd for lvm_thin: "
         "each `lvcreate` freezes its own filesystem for its instant).",
     ]
@@ -457,6 +482,7 @@ def on_host(args: argparse.Namespace) -> int:
     command = ["python", "benchmarks/lvm_bench.py", "--in-guest",
                "--rounds", str(args.rounds), "--sizes", args.sizes,
                *(["--profile"] if args.profile else [])]
+    load_before = os.getloadavg()[0]
     try:
         result = boot(GuestConfig(command=command))
     except GuestError as exc:
@@ -477,7 +503,9 @@ def on_host(args: argparse.Namespace) -> int:
         print(table, end="")
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(f"# LVM thin benchmark\n\n{table}\nGuest run: {result.seconds:.0f} s; "
+        load = f"host load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after"
+        out.write_text(f"# LVM thin benchmark\n\n{table}\nGuest run: {result.seconds:.0f} s "
+                       f"({load}; the guest's timings vary with the host's load); "
                        "`python benchmarks/lvm_bench.py` (or `./run bench`) makes this file.\n")
         print(f"(written to {out})")
         return 0
@@ -491,7 +519,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     disks = os.environ.get("SNAPD_VSS_GUEST_DISKS", "").split()
     parser.add_argument("--disk", default=disks[0] if disks else "")
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--sizes", default="1,4")
     parser.add_argument("--out", default=str(DEFAULT_OUT))
     parser.add_argument("--in-guest", action="store_true", help="measure here (in the guest)")

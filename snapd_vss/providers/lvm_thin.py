@@ -25,9 +25,11 @@ that no record of the service's store knows (``unclaimed``), and logs each with 
 command that removes it: it may belong to another snapd-vss instance (another state
 directory), so it is reported, not removed.
 
-Pool usage (:attr:`pools`) is refreshed by every full ``lvs`` the provider runs (each
-``prepare`` does one), after each delete, and every ``pool_refresh_s`` seconds while
-the daemon runs; :attr:`pools_changed` is called when it changes.
+Pool usage (:attr:`pools`) is refreshed by every full ``lvs`` the provider runs, from
+the kernel's device-mapper status for the pool of each ``prepare`` and ``delete``, and
+by an ``lvs`` every ``pool_refresh_s`` seconds while the daemon runs (held back while a
+snapshot is between ``prepare`` and the end of its ``commit``, so it never competes with
+an ``lvcreate`` for the VG lock); :attr:`pools_changed` is called when it changes.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -61,6 +64,8 @@ MOUNT_OPTIONS = {
 DEVICE_WAIT_S = 10.0
 NOT_FOUND = "failed to find logical volume"
 POOL_REFRESH_S = 60.0
+BUSY_S = 120.0  # a prepared snapshot not committed after this long no longer holds refreshes
+BUSY_RETRY_S = 1.0
 STORE_FILE = "snapshots.db"  # the service's snapshot store in the state directory
 
 log = logging.getLogger(__name__)
@@ -108,6 +113,7 @@ class LvmThinProvider(Provider):
         self.unclaimed: list[LvInfo] = []
         """LVs tagged ``snapd_vss`` that no stored snapshot knows, found by :meth:`startup`."""
         self._refresher: asyncio.Task[None] | None = None
+        self._in_progress: dict[str, float] = {}  # snapshot id -> when prepare() began
 
     # ----------------------------------------------------------------- availability
     def lvm_program(self) -> str | None:
@@ -232,6 +238,7 @@ class LvmThinProvider(Provider):
         back to ``lvs``.
         """
         self.supports(volume)
+        self._in_progress[record.id] = time.monotonic()
         fast = await self._locate_from_kernel(volume)
         if fast is None:
             lv, pool = await self.locate(volume)
@@ -241,6 +248,7 @@ class LvmThinProvider(Provider):
         try:
             self.check_pool(pool, volume)
         except InsufficientStorage:
+            self._in_progress.pop(record.id, None)
             await self._refresh_pools_quietly()  # show the admin the full pool at once
             raise
         record.provider_data.update(
@@ -271,14 +279,14 @@ class LvmThinProvider(Provider):
             self._note_pools([found if p is known else p for p in self.pools])
         return origin[0], origin[1], found
 
-    async def _thin_pool_status(self, name: str, uuid: str) -> tuple[float, float] | None:
+    async def _thin_pool_status(self, name: str, uuid: str = "") -> tuple[float, float] | None:
         """(data %, metadata %) of a thin pool's ``-tpool`` device, without a metadata commit.
 
         The DM_TABLE_STATUS ioctl (no process); ``dmsetup status --noflush`` if the ioctl
         fails; None if neither says (the caller then asks ``lvs``).
         """
         try:
-            targets = dm.table_status(uuid=uuid)
+            targets = dm.table_status(uuid=uuid) if uuid else dm.table_status(name=name)
             if len(targets) == 1:
                 return report.parse_thin_pool_status(targets[0].line)
             log.debug("thin pool %s has %d device-mapper targets", name, len(targets))
@@ -291,6 +299,12 @@ class LvmThinProvider(Provider):
         return report.parse_thin_pool_status(result.stdout) if result.returncode == 0 else None
 
     async def commit(self, record: SnapshotRecord, volume: Volume) -> None:
+        try:
+            await self._commit(record, volume)
+        finally:
+            self._in_progress.pop(record.id, None)
+
+    async def _commit(self, record: SnapshotRecord, volume: Volume) -> None:
         data = record.provider_data
         if "origin" not in data:
             await self.prepare(record, volume)
@@ -372,6 +386,7 @@ class LvmThinProvider(Provider):
             raise tools.failure(result, f"deactivating snapshot {vg}/{lv}")
 
     async def delete(self, record: SnapshotRecord) -> None:
+        self._in_progress.pop(record.id, None)
         if "lv" not in record.provider_data:
             # The commit did not record an LV: it failed, was cancelled while lvcreate
             # ran, or the daemon died before recording it. Find it by its id tag.
@@ -380,7 +395,7 @@ class LvmThinProvider(Provider):
         vg, lv = _vg_lv(record)
         await self.unexpose(record)
         await self._remove(vg, lv)
-        await self._refresh_pools_quietly()
+        await self._refresh_pool_quietly(vg, record.provider_data.get("pool", ""))
 
     async def _remove(self, vg: str, lv: str) -> None:
         result = await tools.run(self._lvm("lvremove", *self._change_opts(), f"{vg}/{lv}"))
@@ -394,6 +409,29 @@ class LvmThinProvider(Provider):
             log.info("removing %s, left by snapshot %s's unfinished commit",
                      found.full_name, record.id)
             await self._remove(found.vg, found.name)
+
+    async def _refresh_pool_quietly(self, vg: str, pool: str) -> None:
+        """Refresh one known pool from the kernel (no ``lvs``); every pool if that fails."""
+        known = next((p for p in self.pools if (p.vg, p.pool) == (vg, pool)), None)
+        usage = (
+            await self._thin_pool_status(f"{_dm_name(vg)}-{_dm_name(pool)}-tpool")
+            if known is not None
+            else None
+        )
+        if known is None or usage is None:
+            await self._refresh_pools_quietly()
+            return
+        found = PoolUsage(vg, pool, usage[0], usage[1], known.size_bytes)
+        self._note_pools([found if p is known else p for p in self.pools])
+
+    def snapshot_in_progress(self) -> bool:
+        """Is a snapshot between prepare() and the end of its commit()? (``lvs`` would
+        compete with its ``lvcreate`` for the VG lock, so refreshes wait.)"""
+        now = time.monotonic()
+        for snapshot_id, since in list(self._in_progress.items()):
+            if now - since > BUSY_S:
+                del self._in_progress[snapshot_id]  # prepared, then never committed
+        return bool(self._in_progress)
 
     async def _refresh_pools_quietly(self) -> None:
         try:
@@ -443,6 +481,8 @@ class LvmThinProvider(Provider):
     async def _refresh_periodically(self) -> None:
         while True:
             await asyncio.sleep(self.pool_refresh_s)
+            while self.snapshot_in_progress():
+                await asyncio.sleep(BUSY_RETRY_S)
             await self._refresh_pools_quietly()
 
     def _stored_snapshot_ids(self) -> set[str]:

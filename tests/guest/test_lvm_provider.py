@@ -257,3 +257,25 @@ async def test_startup_reports_unclaimed_lvs_and_pools(
         await provider.shutdown()
         await provider.delete(known)
         await provider.delete(stray)
+
+
+async def test_pool_refreshes_wait_while_a_snapshot_is_being_made(
+    lvm_provider, thin_fs, new_record
+) -> None:
+    volume = thin_fs()
+    await lvm_provider.pool_usage()
+    record = new_record(volume.mount_point)
+    assert not lvm_provider.snapshot_in_progress()
+    await lvm_provider.prepare(record, volume)
+    assert lvm_provider.snapshot_in_progress()  # the periodic lvs waits
+    await lvm_provider.commit(record, volume)
+    assert not lvm_provider.snapshot_in_progress()
+    before = {p.pool: p for p in lvm_provider.pools}
+    await lvm_provider.delete(record)  # refreshes its pool from the kernel
+    assert {p.pool: p.size_bytes for p in lvm_provider.pools} == {
+        name: p.size_bytes for name, p in before.items()
+    }
+    abandoned = new_record(volume.mount_point)
+    await lvm_provider.prepare(abandoned, volume)
+    await lvm_provider.delete(abandoned)  # an aborted set deletes what it prepared
+    assert not lvm_provider.snapshot_in_progress()
