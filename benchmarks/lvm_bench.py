@@ -506,7 +506,9 @@ def on_host(args: argparse.Namespace) -> int:
         load = f"host load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after"
         out.write_text(f"# LVM thin benchmark\n\n{table}\nGuest run: {result.seconds:.0f} s "
                        f"({load}; the guest's timings vary with the host's load); "
-                       "`python benchmarks/lvm_bench.py` (or `./run bench`) makes this file.\n")
+                       "`python benchmarks/lvm_bench.py` (or `./run bench`) makes this file; "
+                       "`python benchmarks/lvm_bench.py --profile` prints where the daemon's "
+                       "time goes.\n")
         print(f"(written to {out})")
         return 0
     finally:
