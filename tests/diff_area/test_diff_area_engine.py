@@ -29,12 +29,13 @@ from hypothesis import strategies as st
 from hypothesis.internal.conjecture import providers as hypothesis_providers
 from hypothesis.internal.constants_ast import Constants
 
-from snapd_vss.errors import InsufficientStorage, InvalidArgs, NotFound
-from snapd_vss.providers.diff_area import journal
+from snapd_vss.errors import InsufficientStorage, InvalidArgs, NotFound, ProviderFailure
+from snapd_vss.providers.diff_area import journal, slots
 from snapd_vss.providers.diff_area.config import FullPolicy
 from snapd_vss.providers.diff_area.engine import CowEngine, SnapshotDropped
 from snapd_vss.providers.diff_area.journal import RecordType
 from snapd_vss.providers.diff_area.memstore import MemDiffStore, MemDisk, MemFile, SimulatedCrash
+from snapd_vss.providers.diff_area.storage import DATA_FILE, JOURNAL_FILE, OLD_DATA_FILE
 
 CS = 4096
 SIZE = 6 * CS + 1000  # few chunks, so writes collide often; a partial last chunk on purpose
@@ -96,8 +97,9 @@ def payload(offset: int, length: int, seed: int) -> bytes:
     return random.Random(seed).randbytes(length)
 
 
-def new_disk() -> MemDisk:
-    disk = MemDisk()
+def new_disk(scatter: bool = False) -> MemDisk:
+    """A disk with a random image; ``scatter``: torn data-file writes keep random sectors."""
+    disk = MemDisk(frozenset({"diff/" + DATA_FILE}) if scatter else frozenset())
     image = disk.file("image")
     image.pwrite(random.Random(7).randbytes(SIZE), 0)
     image.sync()
@@ -223,6 +225,7 @@ def test_snapshots_match_full_copies(ops: list[Op], max_chunks: int, policy: Ful
     seed=st.integers(0, 2**32),
     max_chunks=st.sampled_from([5, 1000]),
     policy=st.sampled_from(list(FullPolicy)),
+    scatter=st.booleans(),
 )
 # Found by CI: a write that fills the diff area drops the oldest snapshot (durably,
 # announced) and the crash hits before the write completes; the tombstone must survive.
@@ -232,7 +235,7 @@ def test_snapshots_match_full_copies(ops: list[Op], max_chunks: int, policy: Ful
     more=[("snap", 0, 0, 0), ("write", 0, 4096, 0), ("snap", 0, 0, 0), ("write", 0, 4096, 0),
           ("snap", 0, 0, 0)],
     crash_after=23, crash_in_recovery=None, seed=0, max_chunks=5,
-    policy=FullPolicy.DROP_OLDEST_SNAPSHOT,
+    policy=FullPolicy.DROP_OLDEST_SNAPSHOT, scatter=False,
 )
 # Found by CI: an earlier write dropped the oldest snapshot; the crash hits while the
 # next snapshot is being created. The old tombstone is not the snapshot being created.
@@ -241,7 +244,7 @@ def test_snapshots_match_full_copies(ops: list[Op], max_chunks: int, policy: Ful
          ("write", 12289, 4096, 0), ("write", 4097, 4096, 0), ("snap", 0, 0, 0)],
     more=[("snap", 0, 0, 0), ("write", 0, 4096, 0), ("delete", 0, 0, 0), ("write", 0, 8192, 1)],
     crash_after=28, crash_in_recovery=None, seed=0, max_chunks=5,
-    policy=FullPolicy.DROP_OLDEST_SNAPSHOT,
+    policy=FullPolicy.DROP_OLDEST_SNAPSHOT, scatter=False,
 )
 def test_crash_at_any_point_keeps_snapshots_exact(
     ops: list[Op],
@@ -251,8 +254,9 @@ def test_crash_at_any_point_keeps_snapshots_exact(
     seed: int,
     max_chunks: int,
     policy: FullPolicy,
+    scatter: bool,
 ) -> None:
-    disk = new_disk()
+    disk = new_disk(scatter)
     events: list[SnapshotDropped] = []
     engine = open_engine(disk, max_chunks, policy, events)
     model = Model(bytearray(engine.read(0, SIZE)))
@@ -449,3 +453,189 @@ def test_journal_tail_torn_in_its_zero_filled_step_is_cut_not_damage() -> None:
     bad[-1] ^= 0xFF
     result = journal.scan(good + bytes(bad) + good + bytes(100))
     assert result.damage
+
+
+# ------------------------------------------------------------------ damage (format 2)
+
+def flip_bit(disk: MemDisk, name: str, position: int) -> None:
+    """Flip one bit of a file's durable (and current) bytes: the disk rotted."""
+    state = disk.files["diff/" + name]
+    byte, bit = divmod(position, 8)
+    state.durable[byte] ^= 1 << bit
+    state.current[byte] ^= 1 << bit
+
+
+def journal_records(disk: MemDisk) -> list[tuple[int, int]]:
+    """(start, end) of each record in the durable journal."""
+    raw = bytes(disk.files["diff/" + JOURNAL_FILE].durable)
+    out, pos = [], 0
+    for record in journal.scan(raw).records:
+        end = pos + journal.HEADER.size + len(record.payload)
+        out.append((pos, end))
+        pos = end
+    return out
+
+
+@PROFILE
+@given(
+    ops=ops_strategy,
+    flips=st.lists(st.tuples(st.booleans(), st.integers(0, 2**32)), min_size=1, max_size=3),
+    crash_after=st.one_of(st.none(), st.integers(0, 120)),
+    seed=st.integers(0, 2**32),
+    max_chunks=st.sampled_from([5, 1000]),
+    policy=st.sampled_from(list(FullPolicy)),
+)
+def test_bit_flips_mid_log_never_read_back_wrong(
+    ops: list[Op],
+    flips: list[tuple[bool, int]],
+    crash_after: int | None,
+    seed: int,
+    max_chunks: int,
+    policy: FullPolicy,
+) -> None:
+    """Rot anywhere in the slot records, or inside a journal record that is not the last
+    one (a rotten last record looks like a torn append), after a clean close or a crash
+    and recovery: every snapshot still reads back exactly, or refuses to be read and is
+    then invalid with a reason."""
+    disk = new_disk()
+    events: list[SnapshotDropped] = []
+    engine = open_engine(disk, max_chunks, policy, events)
+    model = Model(bytearray(engine.read(0, SIZE)))
+    disk.schedule_crash(crash_after)
+    try:
+        for op in ops:
+            apply(engine, model, op, events)
+        engine.close()
+    except SimulatedCrash:
+        # what the crash left is the crash test's business; here only what recovery
+        # kept is the reference, and recovery writes the journal anew (all indexed)
+        disk.crash(random.Random(seed))
+        disk.schedule_crash(None)
+        engine = open_engine(disk, max_chunks, policy, events)
+        model.snaps = {s.id: engine.read_snapshot(s.id, 0, SIZE)
+                       for s in engine.snapshots() if s.valid}
+        engine.close()
+    disk.schedule_crash(None)
+    events.clear()
+    for in_journal, where in flips:
+        records = journal_records(disk)[:-1]
+        data_size = len(disk.files["diff/" + DATA_FILE].durable)
+        if in_journal and records:
+            start, end = records[where % len(records)]
+            flip_bit(disk, JOURNAL_FILE, start * 8 + where % ((end - start) * 8))
+        elif data_size:
+            flip_bit(disk, DATA_FILE, where % (data_size * 8))
+    engine = open_engine(disk, max_chunks, policy, events)
+    journal_rotted = any(in_journal for in_journal, _ in flips)
+    for snap_id, content in model.snaps.items():
+        info = {s.id: s for s in engine.snapshots()}.get(snap_id)
+        if info is None:
+            # its CREATE record rotted: the id is gone with it; it reads as NotFound
+            # (the service reports a snapshot its provider no longer has), never wrong
+            assert journal_rotted, snap_id
+            with pytest.raises(NotFound):
+                engine.read_snapshot(snap_id, 0, 1)
+            continue
+        if info.valid:
+            try:
+                assert engine.read_snapshot(snap_id, 0, SIZE) == content, snap_id
+                continue
+            except ProviderFailure:
+                info = {s.id: s for s in engine.snapshots()}[snap_id]
+        assert not info.valid and info.reason, info
+    # a snapshot deleted before the rot may come back, but only as invalid with a reason
+    for info in engine.snapshots():
+        assert info.id in model.snaps or info.id in model.dropped or not info.valid, info
+        assert info.valid or info.reason, info
+    # what is left keeps working exactly
+    model.snaps = {s.id: model.snaps[s.id] for s in engine.snapshots() if s.valid}
+    model.dropped = {s.id: s.reason for s in engine.snapshots() if not s.valid}
+    model.live = bytearray(engine.read(0, SIZE))
+    model.counter += 100
+    events.clear()
+    for op in ops[:10]:
+        apply(engine, model, op, events)
+        check(engine, model)
+
+
+def test_rotten_preserved_chunk_invalidates_the_snapshots_that_read_it() -> None:
+    disk = new_disk()
+    events: list[SnapshotDropped] = []
+    engine = open_engine(disk, 1000, FullPolicy.DROP_OLDEST_SNAPSHOT, events)
+    original = engine.read(0, SIZE)
+    engine.create_snapshot("old", 1)
+    engine.write(2 * CS, b"o" * CS)  # preserved for "old" only
+    engine.create_snapshot("mid", 2)
+    engine.create_snapshot("new", 3)
+    engine.write(0, b"n" * CS)  # preserved for "new": "mid" and "old" read through it
+    engine.close()
+    engine = open_engine(disk, 1000, FullPolicy.DROP_OLDEST_SNAPSHOT, events)
+    stride = slots.stride(CS)
+    flip_bit(disk, DATA_FILE, (1 * stride + slots.HEADER.size + 100) * 8)  # "new"'s chunk 0
+    assert engine.read_snapshot("old", 2 * CS, CS) == original[2 * CS : 3 * CS]  # slot 0: fine
+    with pytest.raises(ProviderFailure, match="corrupted"):
+        engine.read_snapshot("mid", 0, 10)
+    infos = {s.id: s for s in engine.snapshots()}
+    assert {i for i, s in infos.items() if not s.valid} == {"old", "mid", "new"}
+    assert all("chunk 0" in s.reason for s in infos.values())
+    assert sorted(e.snapshot_id for e in events) == ["mid", "new", "old"]
+    # the verdict is durable
+    engine.close()
+    engine = open_engine(disk, 1000, FullPolicy.DROP_OLDEST_SNAPSHOT, [])
+    assert not any(s.valid for s in engine.snapshots())
+    assert engine.read(0, CS) == b"n" * CS  # the live volume is untouched
+
+
+def test_record_naming_another_snapshot_is_damage_even_with_a_good_checksum() -> None:
+    disk = new_disk()
+    engine = open_engine(disk, 1000, FullPolicy.DROP_OLDEST_SNAPSHOT, [])
+    engine.create_snapshot("a", 1)
+    engine.write(0, b"x" * CS)  # slot 0: owner a, chunk 0
+    engine.create_snapshot("b", 2)
+    engine.write(CS, b"y" * CS)  # slot 1: owner b, chunk 1
+    engine.close()
+    data = disk.files["diff/" + DATA_FILE]
+    stride = slots.stride(CS)
+    # a well-formed record claiming slot 1 belongs to "b"... for chunk 0: wrong chunk
+    body = bytes(data.durable[stride + slots.HEADER.size : 2 * stride])
+    area = slots.decode_header(bytes(data.durable[:stride]))
+    assert area is not None
+    forged = slots.encode_header(area.area, 2, 0, body) + body
+    data.durable[stride : 2 * stride] = forged
+    data.current[stride : 2 * stride] = forged
+    engine = open_engine(disk, 1000, FullPolicy.DROP_OLDEST_SNAPSHOT, [])
+    with pytest.raises(ProviderFailure):
+        engine.read_snapshot("b", CS, CS)
+
+
+def test_torn_unindexed_records_are_ignored_and_synced_ones_adopted() -> None:
+    disk = new_disk()
+    engine = open_engine(disk, 1000, FullPolicy.DROP_OLDEST_SNAPSHOT, [])
+    before = engine.read(0, SIZE)
+    engine.create_snapshot("s", 1)
+    engine.write(0, b"a" * CS)  # synced record, not in the journal yet, image overwritten
+    disk.schedule_crash(1)  # the next preserve writes its record, then the sync crashes
+    with pytest.raises(SimulatedCrash):
+        engine.write(3 * CS, b"b" * CS)
+    disk.crash(random.Random(3))
+    disk.schedule_crash(None)
+    engine = open_engine(disk, 1000, FullPolicy.DROP_OLDEST_SNAPSHOT, [])
+    assert engine.read_snapshot("s", 0, SIZE) == before
+    # recovery wrote the adopted slot into the journal
+    raw = bytes(disk.files["diff/" + JOURNAL_FILE].durable)
+    preserves = [r.preserve() for r in journal.scan(raw).records if r.type is RecordType.PRESERVE]
+    assert (0, 0) in [pair for _seq, pairs in preserves for pair in pairs]
+
+
+def test_old_format_diff_area_is_refused_with_what_to_do() -> None:
+    disk = new_disk()
+    disk.file("diff/" + OLD_DATA_FILE)
+    with pytest.raises(ProviderFailure, match=r"older snapd-vss.*remove"):
+        open_engine(disk, 1000, FullPolicy.DROP_OLDEST_SNAPSHOT, [])
+    disk = new_disk()
+    old_header = journal.encode_json(
+        RecordType.HEADER, {"format": 1, "chunk_size": CS, "next_seq": 1}
+    )
+    disk.file("diff/" + JOURNAL_FILE).pwrite(old_header, 0)
+    with pytest.raises(ProviderFailure, match="format 1"):
+        open_engine(disk, 1000, FullPolicy.DROP_OLDEST_SNAPSHOT, [])

@@ -298,17 +298,30 @@ class CowEngine:
                     out += self._image.pread(count, start)
                 else:
                     chunk, within = divmod(start, self.chunk_size)
-                    out += self._read_slot(source, chunk)[within : within + count]
+                    out += self._read_slot(index, source, chunk)[within : within + count]
             return bytes(out)
 
-    def _read_slot(self, slot: int, chunk: int) -> bytes:
-        """A preserved chunk's bytes, checked against its record; damage invalidates."""
+    def _read_slot(self, index: int, slot: int, chunk: int) -> bytes:
+        """A preserved chunk's bytes, checked against its record; damage invalidates.
+
+        The record must name this chunk, and an owner that is the snapshot holding the
+        slot or a newer one since deleted (the holder inherited it): a slot holding
+        another snapshot's chunk means the index is wrong, whatever the checksum says.
+        """
         record = self._data.pread(self._stride, slot * self._stride)
         header = slots.check(record, self._area)
-        if header is not None and header.chunk == chunk:
+        holder = next(s for s in self._snaps[index:] if s.chunks.get(chunk) == slot)
+        if (
+            header is not None
+            and header.chunk == chunk
+            and (
+                header.owner == holder.seq
+                or (header.owner > holder.seq and all(s.seq != header.owner for s in self._snaps))
+            )
+        ):
             return record[slots.HEADER.size :]
         reason = (
-            f"preserved chunk {chunk} (diff-area slot {slot}) failed its checksum: the diff "
+            f"preserved chunk {chunk} (diff-area slot {slot}) failed its check: the diff "
             "area's storage returned corrupted data; the snapshot cannot be trusted"
         )
         self._invalidate_readers(slot, chunk, reason)
@@ -502,8 +515,8 @@ class CowEngine:
     def _recover(self) -> None:
         raw = self._journal.pread(self._journal.size(), 0)
         result = journal.scan(raw)
-        for record in result.records:
-            self._apply(record)
+        for record in result.records + result.salvaged:  # salvaged: only after damage,
+            self._apply(record)  # to name (and invalidate) the snapshots it still knows
         if not self._area:  # a new diff area (or one whose journal is gone: start over)
             self._area = secrets.randbits(63) + 1
             self._data.truncate(0)

@@ -20,8 +20,9 @@ Every append is one write followed by one ``fdatasync``, so only the last one ca
 torn. The file grows in zero-filled steps, so its tail after the last record is zeros. A
 damaged record at the very end (torn by a crash: it runs past the end of the file, or
 no whole record follows it, only zeros or a torn prefix) is cut off: it was never
-acknowledged. A damaged record with a valid record after it is corruption; the caller
-invalidates every snapshot.
+acknowledged. A damaged record with a valid record after it is corruption: the scan
+salvages the good records after it, and the caller invalidates every snapshot they and
+the records before the damage name.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import json
 import struct
 import zlib
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any
 
@@ -87,27 +88,42 @@ class Scan:
     records: list[Record]
     valid_end: int  # offset just after the last good record
     damage: str  # "" if clean or only a torn tail; else what is wrong
+    salvaged: list[Record] = field(default_factory=list)  # good records after the damage
 
 
 def scan(data: bytes) -> Scan:
     records: list[Record] = []
     for offset, record in _iter(data):
         if record is None:
-            rest = data[offset:]
-            torn = (
-                offset + HEADER.size > len(data)
-                or not any(rest)
-                or _runs_past_end(rest)
-                or not _valid_record_after(data, offset + 1)
-            )
-            damage = "" if torn else f"index journal damaged at byte {offset}"
-            return Scan(records, offset, damage)
+            after = _next_valid_record(data, offset + 1)
+            if after < 0:  # only zeros, a torn prefix or the end of the file follow
+                return Scan(records, offset, "")
+            damage = f"index journal damaged at byte {offset}"
+            return Scan(records, offset, damage, _salvage(data, after))
         records.append(record)
     return Scan(records, len(data), "")
 
 
-def _valid_record_after(data: bytes, start: int) -> bool:
-    """Whether a whole, checksummed record starts anywhere at or after ``start``.
+def _salvage(data: bytes, start: int) -> list[Record]:
+    """Every good record from ``start`` on, skipping over damaged stretches.
+
+    What a damaged journal still says (which snapshots existed, which were deleted)
+    lets the caller report each of them invalid, rather than let them vanish.
+    """
+    out: list[Record] = []
+    pos = start
+    while pos >= 0:
+        record = _record_at(data, pos)
+        if record is None:
+            pos = _next_valid_record(data, pos + 1)
+            continue
+        out.append(record)
+        pos += HEADER.size + len(record.payload)
+    return out
+
+
+def _next_valid_record(data: bytes, start: int) -> int:
+    """Where the first whole, checksummed record at or after ``start`` begins, or -1.
 
     Appends are synced one at a time, so a crash can leave only the last one torn, with
     nothing but zeros (the file's preallocated tail) or the end of the file after it. A
@@ -116,14 +132,9 @@ def _valid_record_after(data: bytes, start: int) -> bool:
     pos = data.find(MAGIC, start)
     while pos >= 0:
         if _record_at(data, pos) is not None:
-            return True
+            return pos
         pos = data.find(MAGIC, pos + 1)
-    return False
-
-
-def _runs_past_end(rest: bytes) -> bool:
-    magic, _rtype, length, _crc = HEADER.unpack_from(rest, 0)
-    return bool(magic == MAGIC and HEADER.size + length > len(rest))
+    return -1
 
 
 def _record_at(data: bytes, offset: int) -> Record | None:

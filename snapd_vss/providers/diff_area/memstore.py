@@ -3,12 +3,15 @@
 Every file keeps its *durable* bytes and the list of writes made since its last
 ``sync()``. :meth:`MemDisk.crash` models a power cut or a killed process followed by the
 kernel's arbitrary writeback: each unsynced write independently survives whole, survives
-torn (a prefix of it), or is lost. A crash can also be *scheduled* after N operations:
-from then on every operation raises :class:`SimulatedCrash`, which derives from
-``BaseException`` so no ``except Exception`` in the engine can swallow it.
+torn (a prefix of it), or is lost. Files named in ``scatter`` tear harder, as a disk
+may: a torn write keeps a random subset of its 512-byte sectors. A crash can also be
+*scheduled* after N operations: from then on every operation raises
+:class:`SimulatedCrash`, which derives from ``BaseException`` so no ``except Exception``
+in the engine can swallow it.
 
-This is what lets the property tests check the engine's durability ordering ("the
-index is durable before the original chunk is overwritten") without a real disk.
+This is what lets the property tests check the engine's durability ordering ("a
+preserved chunk's record is durable before the original chunk is overwritten") without a
+real disk.
 """
 
 from __future__ import annotations
@@ -34,10 +37,14 @@ class _FileState:
     pending: list[_Pending] = field(default_factory=list)
 
 
+SECTOR = 512
+
+
 class MemDisk:
-    def __init__(self) -> None:
+    def __init__(self, scatter: frozenset[str] = frozenset()) -> None:
         self.files: dict[str, _FileState] = {}
         self.ops_left: int | None = None  # None = never crash
+        self.scatter = scatter  # files whose torn writes keep random sectors, not a prefix
 
     def schedule_crash(self, after_ops: int | None) -> None:
         self.ops_left = after_ops
@@ -55,7 +62,7 @@ class MemDisk:
 
     def crash(self, rng: random.Random) -> None:
         """Lose, keep or tear every unsynced write, then forget the volatile state."""
-        for state in self.files.values():
+        for name, state in self.files.items():
             image = bytearray(state.durable)
             for op in state.pending:
                 fate = rng.randrange(3)
@@ -63,9 +70,14 @@ class MemDisk:
                     continue
                 if op.data is None:
                     del image[op.offset :]
-                    continue
-                data = op.data if fate == 1 else op.data[: rng.randrange(len(op.data) + 1)]
-                _put(image, op.offset, data)
+                elif fate == 1:
+                    _put(image, op.offset, op.data)
+                elif name in self.scatter:
+                    for start in range(0, len(op.data), SECTOR):
+                        if rng.randrange(2):
+                            _put(image, op.offset + start, op.data[start : start + SECTOR])
+                else:
+                    _put(image, op.offset, op.data[: rng.randrange(len(op.data) + 1)])
             state.durable = image
             state.current = bytearray(image)
             state.pending.clear()
