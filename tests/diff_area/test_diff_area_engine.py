@@ -639,3 +639,22 @@ def test_old_format_diff_area_is_refused_with_what_to_do() -> None:
     disk.file("diff/" + JOURNAL_FILE).pwrite(old_header, 0)
     with pytest.raises(ProviderFailure, match="format 1"):
         open_engine(disk, 1000, FullPolicy.DROP_OLDEST_SNAPSHOT, [])
+
+
+def test_sequential_writes_copy_ahead_into_free_room_only() -> None:
+    disk = new_disk()
+    store = SyncCountingStore(disk)
+    events: list[SnapshotDropped] = []
+    engine = CowEngine(disk.file("image"), store, chunk_size=CS, max_bytes=4 * CS,
+                       on_event=events.append)
+    before = engine.read(0, SIZE)
+    engine.create_snapshot("s", 1)
+    store.syncs = 0
+    engine.write(0, b"a" * CS)  # not a stream yet: chunk 0 only
+    assert engine.used_bytes == CS
+    engine.write(CS, b"b" * CS)  # continues it: chunk 1, then ahead into the free room
+    assert engine.used_bytes == 4 * CS and store.syncs == 2
+    engine.write(2 * CS, b"c" * (2 * CS))  # already copied ahead: no copy, no sync
+    assert store.syncs == 2
+    assert engine.read_snapshot("s", 0, SIZE) == before
+    assert not events  # copy-ahead never drops a snapshot for room
