@@ -10,12 +10,13 @@ from typing import Any
 from snapd_vss.errors import InvalidArgs
 from snapd_vss.vocabulary import WireEnum
 
-# Measured with benchmarks/diff_area_bench.py (2-core VM, shared disk, noisy): first
-# sequential writes ran 43/38/34 MB/s with 16/32/64 KiB chunks — within the noise, since
-# the cost is dominated by the two fdatasyncs per request, not the copy size. 64 KiB
-# keeps the index 4x smaller than 16 KiB and the per-request copies fewer; scattered
-# 4 KiB first writes cost more diff-area space with it (one chunk each). Re-measure on
-# real hardware before changing.
+# Measured with benchmarks/diff_area_bench.py (2-core VM, shared disk, noisy): with one
+# fdatasync per preserve (format 2) first sequential writes ran ~180-230 MiB/s at 16 and
+# 32 KiB and ~145-180 at 64 KiB, within the run-to-run noise of the plain loop; random
+# 4 KiB first writes 9-14 MiB/s at every size. Nothing measured justifies a change: 64 KiB
+# keeps the index 4x smaller than 16 KiB and the per-request copies fewer; scattered 4 KiB
+# first writes cost more diff-area space with it (one chunk each). Re-measure on real
+# hardware before changing.
 DEFAULT_CHUNK_SIZE = 64 * 1024
 MIN_CHUNK_SIZE = 4 * 1024
 MAX_CHUNK_SIZE = 1024 * 1024

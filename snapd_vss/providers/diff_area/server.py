@@ -13,7 +13,7 @@ The FUSE mount (``RUN_DIR/fuse``) holds::
 
 The engine runs on the trio thread itself, which keeps the copy-on-write decisions
 race-free. Writes that need copies are group-committed (:class:`WriteGroups`): requests
-already queued in the kernel join one group and share one pair of ``fdatasync`` calls.
+already queued in the kernel join one group and share one ``fdatasync``.
 The live volume file is cached by the kernel (not ``direct_io``): every write reaches
 it through the kernel, so the cache stays coherent, and sequential reads measured 2-3x
 faster than with ``direct_io`` (at the price of caching the image twice).
@@ -66,7 +66,7 @@ class WriteGroups:
     """Group commit on the trio thread: the first write that needs copies leads; it
     yields to the event loop until no more requests join (writes the kernel had already
     queued), then applies the whole group with one :meth:`CowEngine.write_many` — one
-    copy pass, one data ``fdatasync`` and one journal record for all of them.
+    copy pass and one ``fdatasync`` of the slot records for all of them.
 
     No worker thread: a thread hop per write measured slower on a busy machine, and the
     kernel hands one inode's buffered writes over one at a time anyway; groups form when
