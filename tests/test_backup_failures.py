@@ -222,3 +222,32 @@ async def test_sigterm_aborts_open_sessions_and_exits_cleanly(
     assert not os.path.exists(snapshot.device_path)
     assert "aborting 1 open sessions" in vss_daemon.log_text()
     assert any("STOPPING=1" in m for m in vss_daemon.notifications)
+
+
+async def test_requestor_leaving_during_do_snapshot_set_aborts_it(
+    private_bus: PrivateBus,
+    client: VssClient,
+    vss_daemon: VssDaemon,
+    btrfs_volume: LoopFs,
+    scripted_writers: WriterFactory,
+) -> None:
+    (writer,) = await start_writers(
+        client, scripted_writers, btrfs_volume, ("slow", "--delay-in", "freeze=2")
+    )
+    requestor = await VssClient.connect(private_bus.address)
+    session = await prepared_session(requestor, btrfs_volume)
+    running = asyncio.ensure_future(session.do_snapshot_set())
+    await writer.await_event("freeze")
+    await requestor.close()  # gone while the writer is frozen
+    with pytest.raises(errors.VssError):
+        await running
+    await writer.await_event("abort")
+    for _ in range(100):
+        if not await client.manager.get("Sessions"):
+            break
+        await asyncio.sleep(0.05)
+    assert await client.manager.get("Sessions") == []
+    assert await client.snapshots() == []
+    assert os.listdir(os.path.join(btrfs_volume.mount_point, ".snapd-vss")) == []
+    assert vss_daemon.process is not None and vss_daemon.process.poll() is None
+    assert "Traceback" not in vss_daemon.log_text()

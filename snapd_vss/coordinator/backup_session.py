@@ -22,6 +22,7 @@ from snapd_vss.documents.backup_components import (
     WriterEntry,
 )
 from snapd_vss.errors import (
+    Cancelled,
     InvalidArgs,
     InvalidState,
     NotFound,
@@ -216,9 +217,21 @@ class BackupSession(SessionCore):
                 records=self.snapshots,
                 writers=self._involved(),
             )
-            self._operation = asyncio.current_task()
+            # Its own task, so that AbortBackup (or the requestor leaving) cancels the run,
+            # not the D-Bus call waiting for it: the caller gets a named error instead.
+            self._operation = asyncio.create_task(run.execute())
             try:
-                await run.execute()
+                await self._operation
+            except asyncio.CancelledError:
+                self._record_run_failures(run)
+                self._set_state(S.ABORTED)
+                current = asyncio.current_task()
+                if current is not None and current.cancelling():
+                    raise
+                raise Cancelled(
+                    f"{self.describe()} was aborted while the snapshot set was being created; "
+                    "everything was thawed and released"
+                ) from None
             except BaseException:
                 self._record_run_failures(run)
                 self._set_state(S.ABORTED)

@@ -141,10 +141,9 @@ class SnapshotManager:
                 why = (
                     "left half-made by a previous run"
                     if not record.committed
-                    else ("non-persistent snapshot of a session that ended with the previous run")
+                    else "non-persistent snapshot of a session that ended with the previous run"
                 )
-                record.committed = False  # never announce it
-                await self.delete_quietly(record, why)
+                await self.delete_quietly(record, why)  # never exported, so nothing to announce
                 continue
             try:
                 present = await self.providers.get(record.provider).exists(record)
