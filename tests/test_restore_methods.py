@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import subprocess
@@ -432,6 +433,51 @@ async def test_content_changed_after_verify_leaves_nothing_under_a_real_name(
     assert outcome.status.value == "NONE" and outcome.restored == []
     assert "sha256" in outcome.failed[0] and outcome.failed[0].startswith(str(data / "sub"))
     for name in ("a.txt", "b.bin", "sub/c.txt"):  # every file written before it: undone
+        assert (data / name).read_text() == "old\n"
+    assert temporaries(data) == []
+
+
+@pytest.mark.parametrize("compression", [Compression.NONE, Compression.ZSTD])
+async def test_large_files_are_read_back_and_checked_before_the_rename(
+    ext4_volume: LoopFs, compression: Compression
+) -> None:
+    """Files over one MiB are copied (in the kernel, from a plain archive) and checked by
+    reading the temporary back; one damaged after verify fails them all, none renamed."""
+    data = Path(ext4_volume.mount_point) / "data"
+    populate(data)
+    big = {f"big-{i}.bin": os.urandom((3 << 20) + 17 * i) for i in range(3)}
+    for name, content in big.items():
+        (data / name).write_bytes(content)
+    path = str(Path(ext4_volume.mount_point) / "set")  # same filesystem: a kernel copy
+    make_set(path, SetSpec(str(data)), compression=compression)
+    before = snapshot_of(data)
+    for name in [*big, "a.txt"]:
+        (data / name).write_text("old\n")
+    outcome = await run(path, M.RESTORE_IF_CAN_REPLACE)
+    assert outcome.ok, outcome
+    assert snapshot_of(data) == before and temporaries(data) == []
+    for name in [*big, "a.txt"]:
+        (data / name).write_text("old\n")
+    source = open_backup_set(path)
+    source.verify()
+    if compression is Compression.NONE:  # damage big-1.bin's bytes after the verify
+        archive = next((Path(path) / "data").iterdir())
+        with open(archive, "r+b") as f:
+            raw = f.read()
+            f.seek(raw.index(big["big-1.bin"][:64]) + (2 << 20))
+            f.write(b"\0" * 8)
+    else:  # the set's manifest says otherwise about big-1.bin
+        (component,) = source.components
+        entry = next(e for e in component.entries if e.path == "big-1.bin")
+        index = component.entries.index(entry)
+        component.entries[index] = dataclasses.replace(entry, sha256="0" * 64)
+    (component,) = source.components
+    outcome = await RestoreEngine(source).restore(
+        ComponentJob(component, M.RESTORE_IF_CAN_REPLACE, ROOT)
+    )
+    assert outcome.status.value == "NONE" and outcome.restored == []
+    assert outcome.failed[0].startswith(f"{data / 'big-1.bin'}: ") and "sha256" in outcome.failed[0]
+    for name in [*big, "a.txt"]:
         assert (data / name).read_text() == "old\n"
     assert temporaries(data) == []
 

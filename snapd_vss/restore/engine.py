@@ -209,8 +209,8 @@ class RestoreEngine:
 
         def contents(items: list[Placed]) -> Iterator[Content]:
             by_path = {p.entry.path: p for p in items}
-            for entry, chunks in source.contents(component, [p.entry for p in items]):
-                yield Content(by_path[entry.path], chunks, checked=False)  # write checks
+            for entry, chunks, extent in source.contents(component, [p.entry for p in items]):
+                yield Content(by_path[entry.path], chunks, False, extent)  # the write checks
 
         return contents
 

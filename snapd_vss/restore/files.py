@@ -2,11 +2,15 @@
 
 A restore writes in two steps (see :mod:`.placer`): first every file to a temporary name
 in its destination directory (``O_EXCL``, mode 0600), its bytes checked against the
-sha256 as they are written, owner, mode, xattrs and times set (:func:`write_temp`); then,
-once the filesystem is flushed (:func:`syncfs`), each temporary name is renamed over the
-real one (:func:`rename_into_place`) and the directories are fsynced. A reader of the
-destination sees the old file or the new one, never half of it, and a crash leaves at
-most stray ``.snapd-vss-restore.*`` temporaries, never a half-written file under a real name.
+sha256, owner, mode, xattrs and times set (:func:`write_temp`); then, once the
+filesystem is flushed (:func:`syncfs`), each temporary name is renamed over the real one
+(:func:`rename_into_place`) and the directories are fsynced. A large file's bytes are
+copied in the kernel when the archive stores them as they are, and checked by reading
+the temporary back in another thread (:class:`Check`) while the next files are written
+and the filesystem is flushed; no temporary is renamed before its check passed. A reader
+of the destination sees the old file or the new one, never half of it, and a crash
+leaves at most stray ``.snapd-vss-restore.*`` temporaries, never a half-written file
+under a real name.
 """
 
 from __future__ import annotations
@@ -18,14 +22,17 @@ import hashlib
 import os
 import secrets
 import stat
+import threading
 from collections.abc import Iterable, Mapping
 from concurrent.futures import Executor, Future
+from dataclasses import dataclass
 
 from snapd_vss.backupset.errors import ChecksumMismatch
 from snapd_vss.errors import Failed
 
 TEMP_PREFIX = ".snapd-vss-restore."
-HASH_BESIDE = 1 << 20  # files larger than this are hashed in another thread while written
+HASH_BESIDE = 1 << 20  # files larger than this are read back and hashed in another thread
+CHECK_CHUNK = 1 << 20  # read-back buffer of each checking thread
 SPECIAL_BITS = stat.S_ISUID | stat.S_ISGID
 
 
@@ -44,6 +51,14 @@ def _apply_metadata(
     os.utime(fd, ns=(mtime_ns, mtime_ns))
 
 
+@dataclass(frozen=True)
+class Extent:
+    """Bytes stored as they are: the file's bytes start at ``offset`` of the open ``fd``."""
+
+    fd: int
+    offset: int
+
+
 def write_temp(
     dir_fd: int,
     name: str,
@@ -57,54 +72,47 @@ def write_temp(
     mtime_ns: int,
     xattrs: Mapping[str, bytes],
     display: str,
-    hasher: Executor | None = None,
-) -> str:
-    """Write a temporary file for ``name`` in ``dir_fd`` from ``chunks``; its name.
+    checker: Executor | None = None,
+    extent: Extent | None = None,
+) -> tuple[str, Check | None]:
+    """Write a temporary file for ``name`` in ``dir_fd``; its name, and its pending check.
 
-    ``sha256`` ("" when ``chunks`` check it themselves and raise at their end) and
-    ``size`` are checked before the metadata is set; on any error the temporary is
-    removed. Not fsynced: the caller flushes the filesystem before renaming.
-    ``hasher``: a one-thread executor that hashes a chunk while it is written (for
-    files over one chunk); a chunk must then stay valid until the chunk after the next
-    is taken.
+    The bytes come from ``extent`` (copied in the kernel, ``copy_file_range(2)``) when
+    given and possible, else from ``chunks``. ``sha256`` ("" when ``chunks`` check it
+    themselves and raise at their end) and ``size`` are checked; on any error the
+    temporary is removed. Not fsynced: the caller flushes the filesystem before renaming.
+
+    A file over :data:`HASH_BESIDE` with a ``checker`` (an executor) is checked there, by
+    reading the temporary back and hashing it, while the caller writes the next files:
+    the returned :class:`Check` raises ChecksumMismatch (and the caller must not rename the
+    temporary, but remove it) or returns when the bytes are right. Its owner, mode,
+    xattrs and times are set before that check; a smaller file is hashed as it is
+    written, and checked before its metadata is set.
     """
     temp = temp_name(name)
     fd = os.open(
         temp,
-        os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+        os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
         0o600,
         dir_fd=dir_fd,
     )
     try:
-        digest = hashlib.sha256() if sha256 else None
-        beside = hasher if size > HASH_BESIDE else None
-        hashing: Future[None] | None = None
-        written = 0
-        for chunk in chunks:
-            if digest is not None:
-                if hashing is not None:
-                    hashing.result()
-                if beside is not None:
-                    hashing = beside.submit(digest.update, chunk)
-                else:
-                    digest.update(chunk)
-            view = memoryview(chunk)
-            while view:
-                n = os.write(fd, view)
-                view = view[n:]
-            written += len(chunk)
-        if hashing is not None:
-            hashing.result()
-        if written > HASH_BESIDE:
-            start_writeback(fd)
+        read_back = checker is not None and bool(sha256) and size > HASH_BESIDE
+        written = -1
+        if extent is not None and read_back:
+            written = _copy_extent(extent, fd, size)
+        digest = hashlib.sha256() if sha256 and not read_back else None
+        if written < 0:
+            written = _write_chunks(fd, chunks, digest)
         if written != size or (digest is not None and digest.hexdigest() != sha256):
-            raise ChecksumMismatch(
-                f"{display}: the content read from the backup set does not match its "
-                "size or sha256 (the set changed while being restored); this file was not "
-                "replaced"
-            )
+            raise _mismatch(display)
         _apply_metadata(fd, mode, uid, gid, xattrs, mtime_ns)
-        os.close(fd)
+        check: Check | None = None
+        if read_back:
+            assert checker is not None
+            check = Check(checker.submit(_check_written, fd, size, sha256, display), fd)
+        else:
+            os.close(fd)
         fd = -1
     except BaseException:
         if fd >= 0:
@@ -112,7 +120,94 @@ def write_temp(
         with contextlib.suppress(OSError):
             os.unlink(temp, dir_fd=dir_fd)
         raise
-    return temp
+    return temp, check
+
+
+def _mismatch(display: str) -> ChecksumMismatch:
+    return ChecksumMismatch(
+        f"{display}: the content read from the backup set does not match its size or "
+        "sha256 (the set changed while being restored); this file was not replaced"
+    )
+
+
+#: copy_file_range(2) errors meaning "not between these files": write the chunks instead.
+_NO_COPY = (errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EBADF)
+
+
+def _copy_extent(extent: Extent, fd: int, size: int) -> int:
+    """Copy ``size`` bytes from ``extent`` into ``fd``; -1 if the kernel cannot (nothing
+    written then). Fewer bytes when the source ends early."""
+    copied = 0
+    while copied < size:
+        try:
+            n = os.copy_file_range(extent.fd, fd, size - copied, extent.offset + copied)
+        except OSError as exc:
+            if copied == 0 and exc.errno in _NO_COPY:
+                return -1
+            raise
+        if n == 0:
+            break
+        copied += n
+    return copied
+
+
+def _write_chunks(
+    fd: int, chunks: Iterable[bytes | memoryview], digest: hashlib._Hash | None
+) -> int:
+    written = 0
+    for chunk in chunks:
+        if digest is not None:
+            digest.update(chunk)
+        view = memoryview(chunk)
+        while view:
+            n = os.write(fd, view)
+            view = view[n:]
+        written += len(chunk)
+    return written
+
+
+_local = threading.local()
+
+
+def _check_written(fd: int, size: int, sha256: str, display: str) -> None:
+    """Read ``fd`` (a temporary just written) back and check its sha256; closes ``fd``.
+
+    Checks the very bytes the file holds, whatever wrote them (a kernel copy included).
+    """
+    try:
+        buffer: memoryview | None = getattr(_local, "buffer", None)
+        if buffer is None:
+            buffer = _local.buffer = memoryview(bytearray(CHECK_CHUNK))
+        digest = hashlib.sha256()
+        offset = 0
+        while n := os.preadv(fd, [buffer], offset):
+            digest.update(buffer[:n])
+            offset += n
+        if offset != size or digest.hexdigest() != sha256:
+            raise _mismatch(display)
+        start_writeback(fd)
+    finally:
+        os.close(fd)
+
+
+@dataclass(frozen=True)
+class Check:
+    """The pending read-back check of a temporary (:func:`write_temp`); it owns ``fd``."""
+
+    future: Future[None]
+    fd: int
+
+    def wait(self) -> None:
+        """Returns when the bytes are right; ChecksumMismatch (or OSError) otherwise."""
+        self.future.result()
+
+    def cancel(self) -> None:
+        """Forget the check (its temporary is being removed); waits if it is running."""
+        if self.future.cancel():
+            os.close(self.fd)
+            return
+        with contextlib.suppress(Exception):
+            self.future.result()
 
 
 def temp_symlink(dir_fd: int, name: str, target: str, *, uid: int, gid: int, mtime_ns: int) -> str:

@@ -8,8 +8,11 @@ become a directory (nor a directory a file) meanwhile. Then, in batches of at mo
 1. the directories are created (mode 0700 until their own metadata is set, last);
 2. every file is written to a temporary name beside its destination, read from the
    backup set in one pass in its order (:data:`Contents`) and checked against its
-   sha256 as it is written; every link likewise;
-3. each destination filesystem is flushed once (``syncfs``);
+   sha256: a small file as it is written, a large one (over ``files.HASH_BESIDE``,
+   copied in the kernel from a plain archive) by reading the temporary back in one of
+   :data:`CHECKERS` threads while the next files are written; every link likewise;
+3. each destination filesystem is flushed once (``syncfs``, while the last checks run),
+   and every check must have passed;
 4. the temporaries are renamed over the real names, in order;
 
 then the directories' owners, modes and times are set and every directory touched is
@@ -20,6 +23,7 @@ never attempted, so a half-way restore says exactly where it stopped.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import fnmatch
 import os
@@ -40,6 +44,10 @@ from snapd_vss.restore.source import SourceComponent, SourceEntry
 #: Temporaries written before the filesystem is flushed and they are renamed. Bounds the
 #: extra space an in-place restore needs (old and new copies of one batch side by side).
 BATCH_BYTES = 1 << 30
+#: Threads reading large temporaries back to check their sha256 (beside the writes).
+CHECKERS = 2
+#: Read-back checks that may be pending at once (each holds its temporary's fd).
+MAX_CHECKS = 64
 
 
 @dataclass
@@ -49,6 +57,7 @@ class Content:
     item: Placed
     chunks: Iterable[bytes | memoryview]
     checked: bool  # the chunks check the sha256 themselves (raising at their end)
+    extent: files.Extent | None = None  # the same bytes, stored as they are (kernel copy)
 
 
 #: Given the file items, yields each one's content, in the order cheapest to read.
@@ -115,6 +124,7 @@ class _Temp:
     dir_fd: int
     name: str
     temp: str
+    check: files.Check | None = None  # the read-back check, until it has passed
 
 
 class _ItemFailed(Exception):
@@ -129,15 +139,16 @@ class _Placer:
     credentials: Credentials
     outcome: ComponentOutcome
     cache: DirCache
-    hasher: ThreadPoolExecutor
+    checker: ThreadPoolExecutor
     temps: list[_Temp] = field(default_factory=list)
     temp_bytes: int = 0
+    checks: collections.deque[files.Check] = field(default_factory=collections.deque)
 
     def stage_file(self, content: Content) -> None:
         item, entry = content.item, content.item.entry
         with _blame(item.destination):
             dir_fd, name = self._dir_of(item)
-            temp = files.write_temp(
+            temp, check = files.write_temp(
                 dir_fd,
                 name,
                 content.chunks,
@@ -149,10 +160,22 @@ class _Placer:
                 mtime_ns=entry.mtime_ns,
                 xattrs=entry.xattrs,
                 display=item.destination,
-                hasher=self.hasher,
+                checker=self.checker,
+                extent=content.extent,
             )
-        self.temps.append(_Temp(item, dir_fd, name, temp))
+        self.temps.append(_Temp(item, dir_fd, name, temp, check))
         self.temp_bytes += entry.size
+        if check is not None:
+            self._bound_checks(check)
+
+    def _bound_checks(self, check: files.Check) -> None:
+        """At most :data:`MAX_CHECKS` pending: wait for the oldest (failures show later)."""
+        self.checks.append(check)
+        while self.checks and self.checks[0].future.done():
+            self.checks.popleft()
+        if len(self.checks) > MAX_CHECKS:
+            with contextlib.suppress(Exception):
+                self.checks.popleft().wait()
 
     def stage_link(self, item: Placed) -> None:
         entry = item.entry
@@ -169,7 +192,8 @@ class _Placer:
         self.temps.append(_Temp(item, dir_fd, name, temp))
 
     def commit(self) -> None:
-        """Flush each filesystem holding temporaries once, then rename them in order."""
+        """Flush each filesystem holding temporaries once (while the last read-back checks
+        run), wait for every check to pass, then rename the temporaries in order."""
         if not self.temps:
             return
         flushed: set[int] = set()
@@ -179,6 +203,12 @@ class _Placer:
                 with _blame(destination):
                     files.syncfs(dir_fd)
                 flushed.add(device)
+        for temp in self.temps:
+            if temp.check is not None:
+                with _blame(temp.item.destination):
+                    temp.check.wait()
+                temp.check = None
+        self.checks.clear()
         for index, temp in enumerate(self.temps):
             try:
                 with _blame(temp.item.destination):
@@ -193,6 +223,8 @@ class _Placer:
 
     def discard(self) -> None:
         for temp in self.temps:
+            if temp.check is not None:
+                temp.check.cancel()
             files.discard(temp.dir_fd, temp.temp)
         self.temps.clear()
 
@@ -228,8 +260,8 @@ def place(
     regular = [p for p in placement.items if p.entry.type is EntryType.FILE]
     links = [p for p in placement.items if p.entry.type is EntryType.SYMLINK]
     cache = DirCache(credentials)
-    hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="restore-sha256")
-    placer = _Placer(credentials, outcome, cache, hasher)
+    checker = ThreadPoolExecutor(max_workers=CHECKERS, thread_name_prefix="restore-check")
+    placer = _Placer(credentials, outcome, cache, checker)
     try:
         _check_conflicts(placement.items)
         for item in dirs:
@@ -249,7 +281,7 @@ def place(
     finally:
         placer.discard()
         cache.close()
-        hasher.shutdown()
+        checker.shutdown()
 
 
 def _stage_all(

@@ -10,6 +10,7 @@ file the component had at that point, wherever in the chain the bytes are stored
 from __future__ import annotations
 
 import functools
+import io
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -24,8 +25,12 @@ from snapd_vss.backupset import (
 )
 from snapd_vss.backupset.archive import decode_xattrs
 from snapd_vss.errors import InvalidArgs, InvalidState, NotFound
+from snapd_vss.restore.files import Extent
 
 CHUNK = 1 << 20
+#: Buffers :meth:`RestoreSource.contents` hands out in turn: a chunk stays valid until
+#: ``RING - 1`` more chunks are taken.
+RING = 2
 
 
 @dataclass(frozen=True)
@@ -193,13 +198,16 @@ class RestoreSource:
 
     def contents(
         self, component: SourceComponent, entries: Sequence[SourceEntry]
-    ) -> Iterator[tuple[SourceEntry, Iterator[memoryview]]]:
+    ) -> Iterator[tuple[SourceEntry, Iterator[memoryview], Extent | None]]:
         """Many files' bytes, each archive read once in its order (not ``entries``' order).
 
         UNCHECKED: the caller checks each file's size and sha256 (``files.write_temp``
-        does, beside its writes). The chunks are views of two buffers used in turn: a
-        chunk stays valid until the chunk after the next is taken. Each chunk iterator
-        must be read to its end before the next file is taken.
+        does). A file stored as it is (an uncompressed archive) also comes as an
+        :class:`~.files.Extent` (the archive's fd and the offset of its bytes), valid until
+        the next file is taken: the caller copies it or reads the chunks, not both. The
+        chunks are views of :data:`RING` buffers used in turn (across files): a chunk
+        stays valid until ``RING - 1`` more chunks are taken. A chunk iterator begun must
+        be read to its end before the next file is taken.
         """
         if not self.verified:
             raise InvalidState("verify the backup set before reading files from it")
@@ -207,16 +215,34 @@ class RestoreSource:
         records = [e.record for e in entries if e.record is not None]
         if len(records) != len(entries):
             raise InvalidArgs("entries without their manifest record cannot be read")
-        buffers = (bytearray(CHUNK), bytearray(CHUNK))
+        ring = _Ring([memoryview(bytearray(CHUNK)) for _ in range(RING)])
         for record, reader in self.backup.read_files(component.record, records, check=False):
-            yield by_path[record.path], _chunks_of(reader, buffers)
+            yield by_path[record.path], ring.chunks(reader), _extent(reader)
 
 
-def _chunks_of(reader: EntryReader, buffers: tuple[bytearray, bytearray]) -> Iterator[memoryview]:
-    turn = 0
-    while n := reader.readinto(memoryview(buffers[turn])):
-        yield memoryview(buffers[turn])[:n]
-        turn ^= 1
+def _extent(reader: EntryReader) -> Extent | None:
+    """Where ``reader``'s bytes are, if it reads a plain file positioned at their start."""
+    raw = reader.raw
+    if not isinstance(raw, io.FileIO) or reader.remaining != reader.entry.size:
+        return None
+    return Extent(raw.fileno(), raw.tell())
+
+
+@dataclass
+class _Ring:
+    """Read buffers used in turn, so a chunk outlives the next ``len(buffers) - 1``."""
+
+    buffers: list[memoryview]
+    turn: int = 0
+
+    def chunks(self, reader: EntryReader) -> Iterator[memoryview]:
+        while True:
+            buffer = self.buffers[self.turn]
+            n = reader.readinto(buffer)
+            if not n:
+                return
+            self.turn = (self.turn + 1) % len(self.buffers)
+            yield buffer[:n]
 
 
 def open_backup_set(path: str) -> RestoreSource:
