@@ -85,9 +85,10 @@ def write_temp(
     A file over :data:`HASH_BESIDE` with a ``checker`` (an executor) is checked there, by
     reading the temporary back and hashing it, while the caller writes the next files:
     the returned :class:`Check` raises ChecksumMismatch (and the caller must not rename the
-    temporary, but remove it) or returns when the bytes are right. Its owner, mode,
-    xattrs and times are set before that check; a smaller file is hashed as it is
-    written, and checked before its metadata is set.
+    temporary, but remove it) or returns when the bytes are right and the metadata set.
+    A smaller file is hashed as it is written. Either way the owner, mode (setuid
+    included), xattrs and times are set only once the bytes are known right: until then
+    the temporary is root's, mode 0600.
     """
     temp = temp_name(name)
     fd = os.open(
@@ -106,12 +107,14 @@ def write_temp(
             written = _write_chunks(fd, chunks, digest)
         if written != size or (digest is not None and digest.hexdigest() != sha256):
             raise _mismatch(display)
-        _apply_metadata(fd, mode, uid, gid, xattrs, mtime_ns)
+        metadata = _Metadata(mode, uid, gid, xattrs, mtime_ns)
         check: Check | None = None
         if read_back:
             assert checker is not None
-            check = Check(checker.submit(_check_written, fd, size, sha256, display), fd)
+            job = checker.submit(_check_written, fd, size, sha256, display, metadata)
+            check = Check(job, fd)
         else:
+            metadata.apply(fd)
             os.close(fd)
         fd = -1
     except BaseException:
@@ -169,11 +172,22 @@ def _write_chunks(
 _local = threading.local()
 
 
-def _check_written(fd: int, size: int, sha256: str, display: str) -> None:
-    """Read ``fd`` (a temporary just written) back and check its sha256; closes ``fd``.
+@dataclass(frozen=True)
+class _Metadata:
+    mode: int
+    uid: int
+    gid: int
+    xattrs: Mapping[str, bytes]
+    mtime_ns: int
 
-    Checks the very bytes the file holds, whatever wrote them (a kernel copy included).
-    """
+    def apply(self, fd: int) -> None:
+        _apply_metadata(fd, self.mode, self.uid, self.gid, self.xattrs, self.mtime_ns)
+
+
+def _check_written(fd: int, size: int, sha256: str, display: str, metadata: _Metadata) -> None:
+    """Read ``fd`` (a temporary just written) back and check its sha256, then set its
+    metadata; closes ``fd``. Checks the very bytes the file holds, whatever wrote them
+    (a kernel copy included)."""
     try:
         buffer: memoryview | None = getattr(_local, "buffer", None)
         if buffer is None:
@@ -185,6 +199,7 @@ def _check_written(fd: int, size: int, sha256: str, display: str) -> None:
             offset += n
         if offset != size or digest.hexdigest() != sha256:
             raise _mismatch(display)
+        metadata.apply(fd)
         start_writeback(fd)
     finally:
         os.close(fd)
