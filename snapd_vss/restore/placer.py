@@ -44,8 +44,9 @@ from snapd_vss.restore.source import SourceComponent, SourceEntry
 #: Temporaries written before the filesystem is flushed and they are renamed. Bounds the
 #: extra space an in-place restore needs (old and new copies of one batch side by side).
 BATCH_BYTES = 1 << 30
-#: Threads reading large temporaries back to check their sha256 (beside the writes).
-CHECKERS = 2
+#: Threads reading large temporaries back to check their sha256 (beside the writes); one
+#: measured best on two cores (a second one competes with the writes and zstd).
+CHECKERS = 1
 #: Read-back checks that may be pending at once (each holds its temporary's fd).
 MAX_CHECKS = 64
 
