@@ -67,19 +67,6 @@ def vssctl(private_bus: PrivateBus, vss_daemon: VssDaemon, tmp_path: Path) -> Vs
     return Vssctl(private_bus, tmp_path / "pending")
 
 
-@pytest.fixture
-def sqlite_writer(
-    private_bus: PrivateBus, btrfs_volume: LoopFs, tmp_path: Path
-) -> Iterator[SqliteWriterProcess]:
-    db = Path(btrfs_volume.mount_point, "ledger", "ledger.db")
-    writer = SqliteWriterProcess(db, tmp_path / "sqlite-writer.log", private_bus.address)
-    writer.start()
-    try:
-        yield writer
-    finally:
-        writer.stop()
-
-
 def damage(db: Path) -> None:
     with open(db, "r+b") as f:
         f.seek(4096 + 100)

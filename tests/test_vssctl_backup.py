@@ -96,19 +96,6 @@ def vssctl(private_bus: PrivateBus, vss_daemon: VssDaemon) -> Vssctl:
 
 
 @pytest.fixture
-def sqlite_writer(
-    private_bus: PrivateBus, btrfs_volume: LoopFs, tmp_path: Path
-) -> Iterator[SqliteWriterProcess]:
-    db = Path(btrfs_volume.mount_point, "ledger", "ledger.db")
-    writer = SqliteWriterProcess(db, tmp_path / "sqlite-writer.log", private_bus.address)
-    writer.start()
-    try:
-        yield writer
-    finally:
-        writer.stop()
-
-
-@pytest.fixture
 def files_writer(private_bus: PrivateBus, btrfs_volume: LoopFs, tmp_path: Path) -> Iterator[Path]:
     """A writer owning <volume>/data (excludes *.lock), with a link out of its directory."""
     volume = Path(btrfs_volume.mount_point)

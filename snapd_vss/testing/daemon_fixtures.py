@@ -15,9 +15,11 @@ from pathlib import Path
 
 import pytest
 
+from snapd_vss.demo import WriterProcess as SqliteWriterProcess
 from snapd_vss.ipc.client import VssClient
 from snapd_vss.testing.bus import PrivateBus
 from snapd_vss.testing.daemon import DaemonTimeouts, VssDaemon
+from snapd_vss.testing.loopdev import LoopFs
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -112,6 +114,20 @@ def scripted_writers(private_bus: PrivateBus) -> Iterator[WriterFactory]:
                 writer.process.kill()
             writer.process.wait(10)
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.fixture
+def sqlite_writer(
+    private_bus: PrivateBus, btrfs_volume: LoopFs, tmp_path: Path
+) -> Iterator[SqliteWriterProcess]:
+    """The example SQLite writer as its own process, its database on ``btrfs_volume``."""
+    db = Path(btrfs_volume.mount_point, "ledger", "ledger.db")
+    writer = SqliteWriterProcess(db, tmp_path / "sqlite-writer.log", private_bus.address)
+    writer.start()
+    try:
+        yield writer
+    finally:
+        writer.stop()
 
 
 async def wait_for_writers(client: VssClient, count: int, timeout_s: float = 20.0) -> None:
