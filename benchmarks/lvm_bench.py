@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import re
 import shutil
@@ -35,8 +36,10 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # run as a script: python benchmarks/lvm_bench.py
@@ -182,15 +185,18 @@ def start_writers(
     return writers
 
 
-async def measure(volumes: list[Volume], rounds: int, workdir: Path) -> Samples:
+@contextlib.asynccontextmanager
+async def daemon_with_writers(
+    volumes: list[Volume], workdir: Path, python: str | None = None
+) -> AsyncIterator[tuple[Any, Any]]:
+    """snapd-vssd on a private bus with one registered writer per volume, warmed up by one
+    session; yields (client, daemon)."""
     from snapd_vss.ipc.client import VssClient
     from snapd_vss.testing.bus import PrivateBus
     from snapd_vss.testing.daemon import VssDaemon
 
-    samples = Samples()
-    provider = LvmThinProvider(ProviderContext(str(workdir), str(workdir)), pool_refresh_s=0)
     with PrivateBus() as bus:
-        daemon = VssDaemon(bus.address, workdir / "daemon")
+        daemon = VssDaemon(bus.address, workdir / "daemon", python=python or sys.executable)
         daemon.workdir.mkdir()
         daemon.config_path.write_text(DAEMON_CONFIG)
         daemon.start(timeout_s=120)
@@ -203,28 +209,35 @@ async def measure(volumes: list[Volume], rounds: int, workdir: Path) -> Samples:
                         raise SystemExit("the benchmark's writers did not register in 60 s")
                     await asyncio.sleep(0.1)
                 await daemon_round(client, volumes, Samples())  # warm-up
-                for i in range(rounds):
-                    # bare first in even rounds, last in odd ones: no side always follows
-                    # the other's clean-up
-                    if i % 2:
-                        await daemon_round(client, volumes, samples)
-                    else:
-                        samples.bare.append(bare_round(volumes))
-                        remove_snapshots()
-                    p, c = await provider_round(provider, volumes)
-                    samples.prepare.append(p)
-                    samples.commit.append(c)
-                    remove_snapshots()
-                    if i % 2:
-                        samples.bare.append(bare_round(volumes))
-                        remove_snapshots()
-                    else:
-                        await daemon_round(client, volumes, samples)
+                yield client, daemon
         finally:
             for w in writers:
                 w.kill()
                 w.wait()
             daemon.stop()
+
+
+async def measure(volumes: list[Volume], rounds: int, workdir: Path) -> Samples:
+    samples = Samples()
+    provider = LvmThinProvider(ProviderContext(str(workdir), str(workdir)), pool_refresh_s=0)
+    async with daemon_with_writers(volumes, workdir) as (client, _daemon):
+        for i in range(rounds):
+            # bare first in even rounds, last in odd ones: no side always follows
+            # the other's clean-up
+            if i % 2:
+                await daemon_round(client, volumes, samples)
+            else:
+                samples.bare.append(bare_round(volumes))
+                remove_snapshots()
+            p, c = await provider_round(provider, volumes)
+            samples.prepare.append(p)
+            samples.commit.append(c)
+            remove_snapshots()
+            if i % 2:
+                samples.bare.append(bare_round(volumes))
+                remove_snapshots()
+            else:
+                await daemon_round(client, volumes, samples)
     return samples
 
 
@@ -416,37 +429,15 @@ def profile_report(log_text: str, client: list[tuple[float, float]]) -> str:
 
 
 async def profile_rounds(volumes: list[Volume], rounds: int, workdir: Path) -> str:
-    from snapd_vss.ipc.client import VssClient
-    from snapd_vss.testing.bus import PrivateBus
-    from snapd_vss.testing.daemon import VssDaemon
-
     wrapper = workdir / "profiled-python"
     wrapper.write_text(f"#!/bin/sh\nexec {sys.executable} {Path(__file__).resolve()} "
                        "--profiled-daemon \"$@\"\n")
     wrapper.chmod(0o755)
     client_times: list[tuple[float, float]] = []
-    with PrivateBus() as bus:
-        daemon = VssDaemon(bus.address, workdir / "daemon", python=str(wrapper))
-        daemon.workdir.mkdir()
-        daemon.config_path.write_text(DAEMON_CONFIG)
-        daemon.start(timeout_s=120)
-        writers = start_writers(bus.address, volumes, workdir)
-        try:
-            async with await VssClient.connect(bus.address) as client:
-                deadline = time.monotonic() + 60
-                while len(await client.writers()) < len(volumes):
-                    if time.monotonic() > deadline:
-                        raise SystemExit("the benchmark's writers did not register in 60 s")
-                    await asyncio.sleep(0.1)
-                await daemon_round(client, volumes, Samples())  # warm-up
-                for _ in range(rounds):
-                    await daemon_round(client, volumes, Samples(), client_times)
-        finally:
-            for w in writers:
-                w.kill()
-                w.wait()
-            daemon.stop()
-        return profile_report(daemon.log_text(), client_times)
+    async with daemon_with_writers(volumes, workdir, python=str(wrapper)) as (client, daemon):
+        for _ in range(rounds):
+            await daemon_round(client, volumes, Samples(), client_times)
+    return profile_report(daemon.log_text(), client_times)
 
 
 def profile(disk: str, count: int, rounds: int) -> str:
