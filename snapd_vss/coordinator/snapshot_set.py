@@ -149,6 +149,7 @@ class SnapshotSetRun:
                 if self._provider(r).needs_fs_freeze(self._volumes[r.id])
             }
         )
+        self._warn_if_not_one_instant()
         start = time.monotonic()
         guard = (
             await FreezeGuard.start(to_freeze, budget_s, self.service.settings.runtime_dir)
@@ -174,17 +175,45 @@ class SnapshotSetRun:
                 "they were thawed and the snapshot set was aborted"
             )
 
+    def unheld_volumes(self) -> dict[str, str]:
+        """Volumes of the set the coordinator does not hold frozen -> why not."""
+        unheld: dict[str, str] = {}
+        for record in self.records:
+            provider = self._provider(record)
+            volume = self._volumes[record.id]
+            if not provider.needs_fs_freeze(volume):
+                unheld[record.volume] = provider.why_not_held(volume)
+        return unheld
+
+    def _warn_if_not_one_instant(self) -> None:
+        """Say so when the set is not one point in time for programs that are not writers.
+
+        Held volumes are still from the freeze until the thaw; each unheld one is
+        snapshotted at its own instant inside that span. With one unheld volume the set
+        is still one point in time; with two or more it is not.
+        """
+        unheld = self.unheld_volumes()
+        if len(unheld) < 2:
+            return
+        log.warning(
+            "snapshot set %s: %s are snapshotted one after another, each at its own instant, "
+            "not while all are held still (%s). Registered writers were frozen across the "
+            "whole set, but writes of other programs between those instants can be in one "
+            "snapshot and not in another.",
+            self.snapshot_set_id,
+            " and ".join(sorted(unheld)),
+            "; ".join(f"{volume}: {why}" for volume, why in sorted(unheld.items())),
+            extra=self._log_extra(),
+        )
+
     async def _commit_all(self) -> None:
         """Commit every snapshot concurrently; the first failure cancels the rest."""
         try:
             async with asyncio.TaskGroup() as group:
                 for record in self.records:
                     group.create_task(self._commit_one(record))
-        except* VssError as group_error:
-            raise group_error.exceptions[0] from None
-        except* OSError as group_error:
-            error = group_error.exceptions[0]
-            raise ProviderFailure(f"a provider failed while committing: {error}") from error
+        except ExceptionGroup as group_error:
+            raise _first_failure(group_error) from None
 
     async def _commit_one(self, record: SnapshotRecord) -> None:
         await self._provider(record).commit(record, self._volumes[record.id])
@@ -219,3 +248,27 @@ class SnapshotSetRun:
             if result.ok and not result.writer.state.failed:
                 result.writer.set_state(WriterState.STABLE)
             self.service.listener.writer_changed(result.writer)
+
+
+def _first_failure(group: ExceptionGroup[Exception]) -> Exception:
+    """The domain error to report for failed commits: the first provider's own error.
+
+    (An ``except*`` clause would wrap even a single re-raised error in a new group.)
+    """
+    leaves: list[Exception] = []
+    pending: list[Exception] = [group]
+    while pending:
+        error = pending.pop(0)
+        if isinstance(error, ExceptionGroup):
+            pending[:0] = list(error.exceptions)
+        else:
+            leaves.append(error)
+    for error in leaves:
+        if isinstance(error, VssError):
+            return error
+    for error in leaves:
+        if isinstance(error, OSError):
+            failure = ProviderFailure(f"a provider failed while committing: {error}")
+            failure.__cause__ = error
+            return failure
+    return group

@@ -67,6 +67,16 @@ class Provider(ABC):
         """Whether the coordinator must FIFREEZE the filesystem around :meth:`commit`."""
         return True
 
+    def why_not_held(self, volume: Volume) -> str:
+        """Why the coordinator does not hold this volume's filesystem frozen ("" if it does).
+
+        Such a snapshot is taken at its own instant during the commit; a set stays one
+        point in time as long as at most one of its volumes is not held.
+        """
+        if self.needs_fs_freeze(volume):
+            return ""
+        return f"the {self.name} provider snapshots it without a filesystem freeze"
+
     async def prepare(self, record: SnapshotRecord, volume: Volume) -> None:  # noqa: B027
         """Checks and set-up done before writers freeze (may be slow)."""
 

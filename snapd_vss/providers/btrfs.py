@@ -168,6 +168,9 @@ class BtrfsProvider(Provider):
     def needs_fs_freeze(self, volume: Volume) -> bool:
         return False  # atomic by itself; a snapshot on a frozen btrfs waits for the thaw
 
+    def why_not_held(self, volume: Volume) -> str:
+        return "a btrfs snapshot is atomic by itself, and btrfs cannot snapshot a frozen filesystem"
+
     # -- paths --------------------------------------------------------------------------
 
     @staticmethod
