@@ -22,7 +22,8 @@ defaults)::
     [lvm_thin]
     data_threshold_percent = 80.0      # refuse to snapshot when a thin pool's data
     metadata_threshold_percent = 80.0  # or metadata usage is above these
-    coordinator_freeze = false         # FIFREEZE around lvcreate (kernels >= 6.8 only)
+    coordinator_freeze = "auto"        # hold a set's filesystems frozen across the lvcreates:
+                                       # "auto" = on Linux >= 6.8, true = always, false = never
 
 Unknown sections or keys and values of the wrong type are errors
 (:class:`~snapd_vss.errors.InvalidArgs` naming the file and the key), not ignored.
@@ -40,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from snapd_vss.errors import InvalidArgs
+from snapd_vss.providers.lvm.freezing import CoordinatorFreeze
 
 DEFAULT_CONFIG_PATH = Path("/etc/snapd-vss/snapd-vss.toml")
 DEFAULT_STATE_DIR = Path("/var/lib/snapd-vss")
@@ -75,7 +77,7 @@ class Limits:
 class LvmThin:
     data_threshold_percent: float = 80.0
     metadata_threshold_percent: float = 80.0
-    coordinator_freeze: bool = False
+    coordinator_freeze: CoordinatorFreeze = CoordinatorFreeze.AUTO
 
 
 @dataclass(frozen=True)
@@ -167,15 +169,18 @@ def _typed(value: Any, expected: Any, key: str, source: str) -> Any:
         return value
     if expected is bool and isinstance(value, bool):
         return value
+    if expected is CoordinatorFreeze:
+        mode = CoordinatorFreeze.parse(value)
+        if mode is None:
+            raise InvalidArgs(f'{source}: {key} must be "auto", true or false, not {value!r}')
+        return mode
     is_list = isinstance(value, list)
     if expected == tuple[str, ...] and is_list and all(isinstance(v, str) for v in value):
         return tuple(value)
     wanted = {float: "a number", int: "an integer", str: "a string", bool: "true or false"}.get(
         expected, "a list of strings"
     )
-    raise InvalidArgs(
-        f"{source}: {key} must be {wanted}, not {type(value).__name__} {value!r}"
-    )
+    raise InvalidArgs(f"{source}: {key} must be {wanted}, not {type(value).__name__} {value!r}")
 
 
 def _is_number(value: Any) -> bool:

@@ -11,6 +11,7 @@ from snapd_vss.config import (
     parse_config,
 )
 from snapd_vss.errors import InvalidArgs
+from snapd_vss.providers.lvm.freezing import CoordinatorFreeze
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -69,7 +70,8 @@ def test_values_are_read(tmp_path: Path) -> None:
         ("[timeouts\n", ["not valid TOML"]),
         ("[lvm_thin]\ndata_threshold_percent = 0\n", ["lvm_thin.data_threshold_percent", "than 0"]),
         ("[lvm_thin]\nmetadata_threshold_percent = 101\n", ["more than 100"]),
-        ('[lvm_thin]\ncoordinator_freeze = "yes"\n', ["coordinator_freeze must be true or false"]),
+        ('[lvm_thin]\ncoordinator_freeze = "yes"\n', ['coordinator_freeze must be "auto", true']),
+        ("[lvm_thin]\ncoordinator_freeze = 1\n", ["lvm_thin.coordinator_freeze must be"]),
         ("[lvm_thin]\npool_refresh_s = 5\n", ["unknown key lvm_thin.pool_refresh_s"]),
     ],
 )
@@ -86,7 +88,7 @@ def test_bad_files_name_the_file_and_the_key(tmp_path: Path, text: str, words: l
 
 def test_lvm_thin_section(tmp_path: Path) -> None:
     assert Config().lvm_thin.data_threshold_percent == 80.0
-    assert Config().lvm_thin.coordinator_freeze is False
+    assert Config().lvm_thin.coordinator_freeze is CoordinatorFreeze.AUTO
     path = tmp_path / "snapd-vss.toml"
     path.write_text(
         "[lvm_thin]\ndata_threshold_percent = 90\nmetadata_threshold_percent = 60.5\n"
@@ -94,12 +96,27 @@ def test_lvm_thin_section(tmp_path: Path) -> None:
     )
     lvm = load_config(path).lvm_thin
     assert (lvm.data_threshold_percent, lvm.metadata_threshold_percent) == (90.0, 60.5)
-    assert lvm.coordinator_freeze is True
+    assert lvm.coordinator_freeze is CoordinatorFreeze.ALWAYS
     assert load_config(path).provider_options()["lvm_thin"] == {
         "data_threshold": 90.0,
         "metadata_threshold": 60.5,
-        "coordinator_freeze": True,
+        "coordinator_freeze": CoordinatorFreeze.ALWAYS,
     }
+
+
+@pytest.mark.parametrize(
+    ("value", "mode"),
+    [
+        ('"auto"', CoordinatorFreeze.AUTO),
+        ("true", CoordinatorFreeze.ALWAYS),
+        ('"always"', CoordinatorFreeze.ALWAYS),
+        ("false", CoordinatorFreeze.NEVER),
+        ('"never"', CoordinatorFreeze.NEVER),
+    ],
+)
+def test_coordinator_freeze_values(value: str, mode: CoordinatorFreeze) -> None:
+    config = parse_config(f"[lvm_thin]\ncoordinator_freeze = {value}\n")
+    assert config.lvm_thin.coordinator_freeze is mode
 
 
 def test_unreadable_file_is_an_error(tmp_path: Path) -> None:

@@ -200,6 +200,7 @@ API: dict[str, tuple[list[Method], dict[str, str], dict[str, tuple[tuple[str, st
             "DataThresholdPercent": "d",
             "MetadataThresholdPercent": "d",
             "CoordinatorFreeze": "b",
+            "CoordinatorFreezeReason": "s",
             "UnclaimedSnapshots": "as",
         },
         {},

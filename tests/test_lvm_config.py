@@ -9,6 +9,7 @@ import pytest
 from snapd_vss.config import parse_config
 from snapd_vss.errors import InvalidArgs
 from snapd_vss.providers.base import ProviderContext
+from snapd_vss.providers.lvm.freezing import CoordinatorFreeze
 from snapd_vss.providers.lvm_thin import LvmThinProvider
 from snapd_vss.providers.registry import default_providers
 
@@ -29,7 +30,7 @@ def test_config_options_reach_the_provider(context: ProviderContext) -> None:
     assert (lvm.data_threshold, lvm.metadata_threshold, lvm.coordinator_freeze) == (
         55.0,
         70.5,
-        True,
+        CoordinatorFreeze.ALWAYS,
     )
     assert [p.name for p in providers] == ["lvm_thin", "btrfs"]
 
@@ -41,7 +42,7 @@ def test_defaults_reach_the_provider(context: ProviderContext) -> None:
     assert (lvm.data_threshold, lvm.metadata_threshold, lvm.coordinator_freeze) == (
         80.0,
         80.0,
-        False,
+        CoordinatorFreeze.AUTO,
     )
 
 

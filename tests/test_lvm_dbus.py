@@ -5,6 +5,7 @@ The same interface with real pools is tested in the guest (tests/guest/test_lvm_
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from collections.abc import AsyncIterator, Iterator
@@ -16,6 +17,7 @@ from dbus_fast.aio import MessageBus
 from snapd_vss import errors
 from snapd_vss.ipc.client import VssClient
 from snapd_vss.ipc.interfaces import load_interface
+from snapd_vss.providers.lvm.freezing import CoordinatorFreeze, decide
 from snapd_vss.testing.bus import PrivateBus
 from snapd_vss.testing.daemon import VssDaemon
 
@@ -74,11 +76,14 @@ async def test_lvm_thin_interface_matches_its_xml(
 
 async def test_properties_without_lvm(client: VssClient) -> None:
     props = await client.get_all(PATH, "LvmThin")
+    kernel = decide(CoordinatorFreeze.AUTO)  # the daemon's default, on this host's kernel
+    assert os.uname().release in kernel.reason
+    assert props.pop("CoordinatorFreezeReason") == kernel.reason
     assert props == {
         "Pools": [],
         "DataThresholdPercent": 70.0,  # from the config file: the daemon passes it on
         "MetadataThresholdPercent": 65.0,
-        "CoordinatorFreeze": False,
+        "CoordinatorFreeze": kernel.hold,
         "UnclaimedSnapshots": [],
     }
     provider = await client.provider("lvm_thin").info()

@@ -18,7 +18,7 @@ from dbus_fast.service import ServiceInterface, dbus_method, dbus_property
 from snapd_vss.errors import ProviderFailure
 from snapd_vss.ipc import IFACE_PREFIX
 from snapd_vss.ipc.errors import dbus_method_errors
-from snapd_vss.ipc.types import Bool, StrList
+from snapd_vss.ipc.types import Bool, Str, StrList
 from snapd_vss.providers.base import Provider
 from snapd_vss.providers.lvm.report import PoolUsage
 from snapd_vss.providers.lvm_thin import LvmThinProvider
@@ -81,7 +81,11 @@ class LvmThinInterface(ServiceInterface):
 
     @dbus_property(access=PropertyAccess.READ)
     def CoordinatorFreeze(self) -> Bool:
-        return self.provider.coordinator_freeze
+        return self.provider.freeze.hold
+
+    @dbus_property(access=PropertyAccess.READ)
+    def CoordinatorFreezeReason(self) -> Str:
+        return self.provider.freeze.reason
 
     @dbus_property(access=PropertyAccess.READ)
     def UnclaimedSnapshots(self) -> StrList:

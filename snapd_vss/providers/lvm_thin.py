@@ -8,13 +8,14 @@ what they belong to; ``provider_data`` keeps ``vg``, ``lv``, ``origin``, ``pool`
 
 Freezing. ``lvcreate -s`` of a thin LV suspends the origin's device-mapper device with
 "lockfs", which freezes the filesystem in the kernel for the instant of the snapshot, so
-each snapshot is filesystem-consistent by itself. On Linux 6.1 (Debian 12; measured in
-the UML guest) that suspend fails with EBUSY ("Unable to suspend vg-lv") when the
-filesystem is already frozen with FIFREEZE: the kernel's freeze does not nest with a
-userspace freeze there. So by default ``needs_fs_freeze`` is False and the coordinator
-must not FIFREEZE these volumes; writers are still frozen around the commit. Set
-``coordinator_freeze=True`` on kernels whose block-device freeze nests with FIFREEZE
-to have every filesystem of a set held still at once.
+each snapshot is filesystem-consistent by itself. For a set over several LVs to be one
+point in time, the coordinator holds every filesystem of the set frozen (FIFREEZE)
+across all the ``lvcreate`` calls, which needs a kernel that nests LVM's freeze inside
+the service's (Linux 6.8 or later; see :mod:`snapd_vss.providers.lvm.freezing` and the
+setting ``coordinator_freeze``). A filesystem that holds the service's state or runtime
+directory or LVM's configuration directory is never held frozen (the service and LVM
+write there while the snapshots are made); LVM freezes it for the instant of its own
+snapshot. :meth:`why_not_held` says why a volume is not held.
 
 Start-up. The service reconciles its store after :meth:`startup`: it asks
 :meth:`exists` about every persistent snapshot (gone = INVALID) and deletes the
@@ -47,7 +48,8 @@ from pathlib import Path
 from snapd_vss.errors import InsufficientStorage, ProviderFailure, VolumeNotSupported, VssError
 from snapd_vss.model import SnapshotRecord, Volume
 from snapd_vss.providers.base import Availability, Provider, ProviderContext
-from snapd_vss.providers.lvm import dm, report, tools
+from snapd_vss.providers.lvm import dm, freezing, report, tools
+from snapd_vss.providers.lvm.freezing import CoordinatorFreeze, FreezeDecision
 from snapd_vss.providers.lvm.report import LvInfo, PoolUsage
 from snapd_vss.store import SnapshotStore
 from snapd_vss.vocabulary import ProviderType
@@ -94,7 +96,8 @@ class LvmThinProvider(Provider):
         *,
         data_threshold: float = 80.0,
         metadata_threshold: float = 80.0,
-        coordinator_freeze: bool = False,
+        coordinator_freeze: CoordinatorFreeze | bool = CoordinatorFreeze.AUTO,
+        kernel_release: str | None = None,
         udev_sync: bool = False,
         sysfs: str = "/sys",
         pool_refresh_s: float = POOL_REFRESH_S,
@@ -102,7 +105,14 @@ class LvmThinProvider(Provider):
         super().__init__(context)
         self.data_threshold = data_threshold
         self.metadata_threshold = metadata_threshold
-        self.coordinator_freeze = coordinator_freeze
+        mode = CoordinatorFreeze.parse(coordinator_freeze)
+        if mode is None:
+            raise ValueError(
+                f"coordinator_freeze must be auto, always or never, not {coordinator_freeze!r}"
+            )
+        self.coordinator_freeze = mode
+        self.freeze: FreezeDecision = freezing.decide(mode, kernel_release)
+        """Whether the coordinator holds these filesystems frozen across a set, and why."""
         self.udev_sync = udev_sync
         self.sysfs = Path(sysfs)
         self.pool_refresh_s = pool_refresh_s
@@ -160,7 +170,30 @@ class LvmThinProvider(Provider):
         return ""
 
     def needs_fs_freeze(self, volume: Volume) -> bool:
-        return self.coordinator_freeze
+        return not self.why_not_held(volume)
+
+    def why_not_held(self, volume: Volume) -> str:
+        if not self.freeze.hold:
+            return self.freeze.reason
+        for what, path in self._paths_written_during_commit():
+            try:
+                device = freezing.device_of(path)
+            except OSError:
+                continue
+            if device == volume.major_minor:
+                return (
+                    f"{volume.mount_point} holds {what} ({path}), which must stay writable "
+                    "while the snapshots are made; LVM freezes it for the instant of its "
+                    "own snapshot"
+                )
+        return ""
+
+    def _paths_written_during_commit(self) -> list[tuple[str, str]]:
+        return [
+            ("LVM's configuration directory", os.environ.get("LVM_SYSTEM_DIR") or "/etc/lvm"),
+            ("the service's state directory", self.context.state_dir),
+            ("the service's runtime directory", self.context.runtime_dir),
+        ]
 
     # ----------------------------------------------------------------- LVM commands
     def _lvm(self, *args: str) -> list[str]:
@@ -203,9 +236,7 @@ class LvmThinProvider(Provider):
                 f"{volume.mount_point} ({volume.source}, {volume.major_minor}) is on {what}; "
                 "the lvm_thin provider needs a thin LV"
             )
-        pool = next(
-            (p for p in report.pool_usage(lvs) if (p.vg, p.pool) == (lv.vg, lv.pool)), None
-        )
+        pool = next((p for p in report.pool_usage(lvs) if (p.vg, p.pool) == (lv.vg, lv.pool)), None)
         if pool is None:
             raise ProviderFailure(
                 f"LVM reports {lv.full_name} in thin pool {lv.pool!r}, but lists no such pool"
@@ -251,9 +282,7 @@ class LvmThinProvider(Provider):
             self._in_progress.pop(record.id, None)
             await self._refresh_pools_quietly()  # show the admin the full pool at once
             raise
-        record.provider_data.update(
-            vg=vg, origin=origin, pool=pool.pool, fs_type=volume.fs_type
-        )
+        record.provider_data.update(vg=vg, origin=origin, pool=pool.pool, fs_type=volume.fs_type)
 
     async def _locate_from_kernel(self, volume: Volume) -> tuple[str, str, PoolUsage] | None:
         """(vg, origin LV, pool usage) from sysfs and the pool's device-mapper status, or None."""
@@ -273,8 +302,9 @@ class LvmThinProvider(Provider):
             return None
         data_percent, metadata_percent = usage
         known = next((p for p in self.pools if (p.vg, p.pool) == pool), None)
-        found = PoolUsage(pool[0], pool[1], data_percent, metadata_percent,
-                          known.size_bytes if known else 0)
+        found = PoolUsage(
+            pool[0], pool[1], data_percent, metadata_percent, known.size_bytes if known else 0
+        )
         if known is not None:
             self._note_pools([found if p is known else p for p in self.pools])
         return origin[0], origin[1], found
@@ -336,8 +366,14 @@ class LvmThinProvider(Provider):
                 f"{mount_point} is already a mount point; choose an empty directory"
             )
         await tools.check(
-            self._lvm("lvchange", "--activate", "y", "--ignoreactivationskip",
-                      *self._change_opts(), f"{vg}/{lv}"),
+            self._lvm(
+                "lvchange",
+                "--activate",
+                "y",
+                "--ignoreactivationskip",
+                *self._change_opts(),
+                f"{vg}/{lv}",
+            ),
             f"activating snapshot {vg}/{lv}",
         )
         device = await _wait_for_device(vg, lv)
@@ -368,8 +404,7 @@ class LvmThinProvider(Provider):
             await tools.check(
                 ["umount", mount_point],
                 f"unmounting snapshot {vg}/{lv} from {mount_point}",
-                "Close the programs that use files below it (fuser -vm "
-                f"{mount_point}) and retry",
+                f"Close the programs that use files below it (fuser -vm {mount_point}) and retry",
             )
         if mount_point and record.provider_data.get("created_mount_point") == "1":
             with contextlib.suppress(OSError):
@@ -406,8 +441,9 @@ class LvmThinProvider(Provider):
         if not self.availability().available:
             return  # no LVM here: nothing can have been made
         for found in await self.report("@" + report.id_tag(record.id)):
-            log.info("removing %s, left by snapshot %s's unfinished commit",
-                     found.full_name, record.id)
+            log.info(
+                "removing %s, left by snapshot %s's unfinished commit", found.full_name, record.id
+            )
             await self._remove(found.vg, found.name)
 
     async def _refresh_pool_quietly(self, vg: str, pool: str) -> None:
@@ -466,7 +502,9 @@ class LvmThinProvider(Provider):
                 "LVM snapshot %s is tagged %s but no snapshot of this service records it "
                 "(left by a crash, a lost state directory or another snapd-vss instance); "
                 "if nobody needs it, remove it: lvremove %s",
-                lv.full_name, report.TAG, lv.full_name,
+                lv.full_name,
+                report.TAG,
+                lv.full_name,
             )
         if self.pool_refresh_s > 0 and self._refresher is None:
             self._refresher = asyncio.create_task(self._refresh_periodically())

@@ -9,6 +9,10 @@ Usage (normally through ``tests/guest/run``)::
 
     python -m snapd_vss.testing.guest [pytest args...]          # default: tests/guest -q
     python -m snapd_vss.testing.guest --exec CMD [ARGS...]      # any command, e.g. a benchmark
+    python -m snapd_vss.testing.guest --kernel 6.12 [...]         # Debian 13's Linux 6.12
+
+Kernels (:mod:`snapd_vss.testing.guest_kernels`): ``debian12`` (Linux 6.1, the default)
+and ``6.12``; ``--kernel`` or ``SNAPD_VSS_GUEST_KERNEL`` chooses.
 
 Environment: ``SNAPD_VSS_VENV`` (default /opt/snapd-vss/venv), ``SNAPD_VSS_GUEST_TIMEOUT``
 (seconds, default 600), ``SNAPD_VSS_GUEST_MEM`` (default 1024M),
@@ -33,12 +37,15 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from snapd_vss.testing import guest_kernels
+from snapd_vss.testing.guest_kernels import GuestKernel, KernelError
+
 REPO = Path(__file__).resolve().parents[2]
 GUEST_DIR = REPO / "tests" / "guest"
 INIT = GUEST_DIR / "init.sh"
 SHIM_SOURCE = GUEST_DIR / "xstate_shim.c"
 SHIM_CHECK_SOURCE = GUEST_DIR / "xstate_shim_check.c"
-UML_MODULES = Path("/usr/lib/uml/modules")
+GLIBC_SHIM_SOURCE = GUEST_DIR / "glibc238_shim.c"
 
 # program -> Debian package providing it
 REQUIRED_TOOLS = {
@@ -71,6 +78,9 @@ class GuestConfig:
     )
     keep: bool = field(default_factory=lambda: os.environ.get("SNAPD_VSS_GUEST_KEEP") == "1")
     use_shim: bool = field(default_factory=lambda: os.environ.get("SNAPD_VSS_UML_SHIM") != "0")
+    kernel: str = field(
+        default_factory=lambda: os.environ.get("SNAPD_VSS_GUEST_KERNEL", "debian12")
+    )
 
 
 @dataclass
@@ -104,21 +114,11 @@ def ensure_tools() -> None:
         raise GuestError(f"`{shlex.join(cmd)}` failed; install the packages by hand")
 
 
-def uml_kernel() -> str:
-    for name in ("linux.uml", "linux"):
-        path = _which(name)
-        if path is not None:
-            return path
-    raise GuestError("no User-Mode-Linux kernel (Debian package user-mode-linux)")
-
-
-def uml_modules_dir() -> Path:
-    if not UML_MODULES.is_dir():
-        raise GuestError(f"no {UML_MODULES} (Debian package user-mode-linux)")
-    versions = sorted(p for p in UML_MODULES.iterdir() if p.is_dir())
-    if not versions:
-        raise GuestError(f"no UML kernel modules under {UML_MODULES} (package user-mode-linux)")
-    return versions[-1]
+def guest_kernel(name: str) -> GuestKernel:
+    try:
+        return guest_kernels.select(name, cache_dir(), _compile_shared, GLIBC_SHIM_SOURCE)
+    except KernelError as e:
+        raise GuestError(str(e)) from e
 
 
 def cache_dir() -> Path:
@@ -128,21 +128,28 @@ def cache_dir() -> Path:
     return path
 
 
-def _compile(source: Path, shared: bool) -> Path:
-    """Compile ``source`` once per content hash; return the cached binary."""
-    digest = hashlib.sha256(source.read_bytes()).hexdigest()[:16]
+def _compile(source: Path, shared: bool, extra: list[str] | None = None) -> Path:
+    """Compile ``source`` once per content hash (and flags); return the cached binary."""
+    flags = (["-shared", "-fPIC"] if shared else []) + (extra or [])
+    digest = hashlib.sha256(source.read_bytes() + repr(flags).encode())
+    for flag in flags:  # a linker version script is part of what is built
+        if flag.startswith("-Wl,--version-script="):
+            digest.update(Path(flag.split("=", 1)[1]).read_bytes())
     suffix = ".so" if shared else ""
-    out = cache_dir() / f"{source.stem}-{digest}{suffix}"
+    out = cache_dir() / f"{source.stem}-{digest.hexdigest()[:16]}{suffix}"
     if out.exists():
         return out
     tmp = out.with_name(out.name + f".{os.getpid()}.tmp")
-    flags = ["-shared", "-fPIC"] if shared else []
     cmd = ["gcc", "-O2", "-Wall", *flags, "-o", str(tmp), str(source), "-ldl"]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise GuestError(f"`{shlex.join(cmd)}` failed:\n{proc.stderr}")
     tmp.replace(out)
     return out
+
+
+def _compile_shared(source: Path, extra: list[str]) -> Path:
+    return _compile(source, shared=True, extra=extra)
 
 
 def xstate_shim() -> Path:
@@ -215,21 +222,24 @@ def boot(cfg: GuestConfig) -> GuestResult:
     ensure_tools()
     if not (cfg.venv / "bin" / "python").exists():
         raise GuestError(f"no virtualenv at {cfg.venv}; run scripts/setup.sh or set SNAPD_VSS_VENV")
-    kernel = uml_kernel()
-    modules = uml_modules_dir()
+    kernel = guest_kernel(cfg.kernel)
+    modules = kernel.modules
     env = dict(os.environ)
+    preload = [str(p) for p in kernel.preload]
     if cfg.use_shim:
         shim = xstate_shim()
         log(f"xstate shim {shim.name}: {check_shim(shim)}")
-        env["LD_PRELOAD"] = str(shim)
+        preload.append(str(shim))
+    if preload:
+        env["LD_PRELOAD"] = " ".join(preload)
     run_dir = prepare_run_dir(cfg, modules)
     _check_no_space(run_dir)
     # UML keeps the guest's memory in a file under TMPDIR: tmpfs is faster than disk.
     shm = Path("/dev/shm")
     env["TMPDIR"] = str(shm if shm.is_dir() and os.access(shm, os.W_OK) else run_dir)
     console_path = run_dir / "console.log"
-    cmd = [kernel, *kernel_cmdline(cfg, run_dir)]
-    log(f"booting {kernel} ({modules.name}), run dir {run_dir}")
+    cmd = [str(kernel.binary), *kernel_cmdline(cfg, run_dir)]
+    log(f"booting {kernel.binary} (Linux {modules.name}), run dir {run_dir}")
     start = time.monotonic()
     exit_code: int | None = None
     with open(console_path, "wb") as console, open(os.devnull, "rb") as devnull:
@@ -256,7 +266,17 @@ def boot(cfg: GuestConfig) -> GuestResult:
     return GuestResult(exit_code, run_dir, console_text, output, seconds)
 
 
-def parse_args(argv: list[str]) -> list[str]:
+def parse_args(argv: list[str]) -> tuple[str | None, list[str]]:
+    """(kernel named by ``--kernel``, or None; the command to run in the guest)."""
+    kernel = None
+    if argv and argv[0] == "--kernel":
+        if len(argv) < 2 or argv[1] not in guest_kernels.KERNELS:
+            raise GuestError(f"--kernel needs one of {', '.join(guest_kernels.KERNELS)}")
+        kernel, argv = argv[1], argv[2:]
+    return kernel, _command(argv)
+
+
+def _command(argv: list[str]) -> list[str]:
     if argv and argv[0] == "--exec":
         if len(argv) < 2:
             raise GuestError("--exec needs a command")
@@ -269,7 +289,10 @@ def parse_args(argv: list[str]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     try:
-        cfg = GuestConfig(command=parse_args(sys.argv[1:] if argv is None else argv))
+        kernel, command = parse_args(sys.argv[1:] if argv is None else argv)
+        cfg = GuestConfig(command=command)
+        if kernel is not None:
+            cfg.kernel = kernel
         result = boot(cfg)
     except GuestError as e:
         log(f"error: {e}")

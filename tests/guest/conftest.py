@@ -10,13 +10,18 @@ Fixtures: ``scratch_vg`` (a VG on the guest's scratch disk with a 1 GiB thin poo
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from snapd_vss.ipc.client import BackupSessionProxy, VssClient
 
 IN_GUEST = os.environ.get("SNAPD_VSS_IN_GUEST") == "1"
 
@@ -138,3 +143,35 @@ def new_record() -> Callable[..., object]:
         )
 
     return make
+
+
+def tagged() -> list[str]:
+    """VG/LV of every LV carrying the snapd_vss tag."""
+    out = sh("lvm", "lvs", "--reportformat", "json", "-o", "vg_name,lv_name", "@snapd_vss").stdout
+    rows = [row for rep in json.loads(out)["report"] for row in rep["lv"]]
+    return [f"{r['vg_name']}/{r['lv_name']}" for r in rows]
+
+
+def write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+async def snapshot_set(
+    client: VssClient, volumes: list[str], context: str = "BACKUP", component: str = ""
+) -> tuple[BackupSessionProxy, list[str]]:
+    """A session with a done snapshot set over ``volumes`` (the writer's component if named)."""
+    session = await client.manager.create_backup_session(context)
+    await session.set_backup_state(True, False, "FULL", False)
+    metadata = await session.gather_writer_metadata()
+    if component:
+        (instance_id,) = metadata
+        await session.add_component(instance_id, "files", component)
+    await session.start_snapshot_set()
+    ids = [await session.add_to_snapshot_set(v, "lvm_thin") for v in volumes]
+    await session.prepare_for_backup()
+    await session.do_snapshot_set()
+    return session, ids

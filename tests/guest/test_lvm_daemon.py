@@ -8,17 +8,16 @@ restart reconciles the store with what LVM really has.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
-from conftest import NO_UDEV, mounts_below, sh, unmount_below
+from conftest import NO_UDEV, mounts_below, sh, snapshot_set, tagged, unmount_below, write
 
 from snapd_vss import errors
-from snapd_vss.ipc.client import BackupSessionProxy, VssClient
+from snapd_vss.ipc.client import VssClient
 from snapd_vss.model import Volume
 from snapd_vss.testing.bus import PrivateBus
 from snapd_vss.testing.daemon import VssDaemon
@@ -43,21 +42,6 @@ metadata_threshold_percent = 80
 ThinFs = Callable[..., Volume]
 
 
-def tagged() -> list[str]:
-    """VG/LV of every LV carrying the snapd_vss tag."""
-    out = sh("lvm", "lvs", "--reportformat", "json", "-o", "vg_name,lv_name", "@snapd_vss").stdout
-    rows = [row for rep in json.loads(out)["report"] for row in rep["lv"]]
-    return [f"{r['vg_name']}/{r['lv_name']}" for r in rows]
-
-
-def write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-
-
 @pytest.fixture
 def daemon(private_bus: PrivateBus, scratch_vg: str, tmp_path: Path) -> Iterator[VssDaemon]:
     workdir = tmp_path / "daemon"
@@ -78,23 +62,6 @@ def daemon(private_bus: PrivateBus, scratch_vg: str, tmp_path: Path) -> Iterator
 async def client(private_bus: PrivateBus, daemon: VssDaemon) -> AsyncIterator[VssClient]:
     async with await VssClient.connect(private_bus.address) as c:
         yield c
-
-
-async def snapshot_set(
-    client: VssClient, volumes: list[str], context: str = "BACKUP", component: str = ""
-) -> tuple[BackupSessionProxy, list[str]]:
-    """A session with a done snapshot set over ``volumes`` (the writer's component if named)."""
-    session = await client.manager.create_backup_session(context)
-    await session.set_backup_state(True, False, "FULL", False)
-    metadata = await session.gather_writer_metadata()
-    if component:
-        (instance_id,) = metadata
-        await session.add_component(instance_id, "files", component)
-    await session.start_snapshot_set()
-    ids = [await session.add_to_snapshot_set(v, "lvm_thin") for v in volumes]
-    await session.prepare_for_backup()
-    await session.do_snapshot_set()
-    return session, ids
 
 
 async def test_snapshot_set_over_two_thin_lvs_with_a_writer(

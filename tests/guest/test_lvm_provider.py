@@ -13,6 +13,7 @@ from conftest import NO_UDEV, POOL, mounts_below, sh
 from snapd_vss.errors import InsufficientStorage, ProviderFailure, VolumeNotSupported
 from snapd_vss.freeze import FrozenFilesystems
 from snapd_vss.freeze.ioctl import is_frozen
+from snapd_vss.providers.lvm.freezing import CoordinatorFreeze, decide
 from snapd_vss.providers.lvm_thin import LvmThinProvider
 from snapd_vss.volumes import resolve_volume
 
@@ -104,18 +105,32 @@ async def test_snapshot_is_point_in_time_and_delete_leaves_nothing(
     assert (data / "file.txt").read_text() == "after\n"
 
 
-async def test_commit_on_a_fifrozen_fs_fails_with_lvms_message(
+async def test_commit_on_a_fifrozen_fs_on_this_kernel(
     lvm_provider, thin_fs, new_record, tmp_path
 ) -> None:
-    """Documents the kernel's behaviour the provider is built around (see lvm_thin.py).
+    """The kernel behaviour the coordinator freeze is built on (see lvm/freezing.py).
 
-    On the guest's Linux 6.1, LVM's dm suspend (lockfs) of an origin whose filesystem
-    is already FIFREEZEd fails with EBUSY; so needs_fs_freeze() is False by default.
+    Linux 6.12 nests LVM's lockfs suspend inside an FIFREEZE: lvcreate works on the
+    frozen filesystem, which stays frozen, and the snapshot holds the frozen state; so
+    the provider asks the coordinator to hold it. On Linux 6.1 the suspend fails with
+    EBUSY; so the provider does not.
     """
     volume = thin_fs("ext4")
-    assert not lvm_provider.needs_fs_freeze(volume)
+    nests = decide(CoordinatorFreeze.AUTO).hold
+    assert lvm_provider.needs_fs_freeze(volume) is nests
+    data = Path(volume.mount_point) / "file.txt"
+    data.write_text("frozen state\n")
     rec = new_record(volume.mount_point)
     await lvm_provider.prepare(rec, volume)
+    if nests:
+        async with FrozenFilesystems([volume.mount_point], 30.0, str(tmp_path)):
+            await lvm_provider.commit(rec, volume)
+            assert is_frozen(volume.mount_point), "LVM's resume thawed the service's freeze"
+        data.write_text("after the thaw\n")
+        path = await lvm_provider.expose(rec, str(tmp_path / "snap"))
+        assert (Path(path) / "file.txt").read_text() == "frozen state\n"
+        await lvm_provider.delete(rec)
+        return
     async with FrozenFilesystems([volume.mount_point], 30.0, str(tmp_path)):
         assert is_frozen(volume.mount_point)
         with pytest.raises(ProviderFailure) as err:
