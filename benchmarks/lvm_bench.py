@@ -1,10 +1,13 @@
 """Time LVM thin snapshot sets of 1 and 4 thin LVs: bare ``lvcreate -s`` vs the daemon.
 
-Needs device-mapper, so the measuring happens inside the UML guest. On the host (what
-``python -m benchmarks`` and ``./run bench`` do) this boots the guest, runs itself
-there, prints the table and writes it to ``benchmarks/results/lvm.md``::
+Needs device-mapper, so the measuring happens inside the UML guests. On the host (what
+``python -m benchmarks`` and ``./run bench`` do) this boots each guest kernel (Linux 6.1,
+where each ``lvcreate`` freezes only its own filesystem, and 6.12, where the daemon holds
+every filesystem of the set frozen across all of them), runs itself there, prints the
+tables and writes them to ``benchmarks/results/lvm.md``::
 
-    python benchmarks/lvm_bench.py [--rounds 9] [--sizes 1,4] [--out FILE] [--profile]
+    python benchmarks/lvm_bench.py [--rounds 9] [--sizes 1,4] [--kernels debian12,6.12]
+                                   [--out FILE] [--profile]
     tests/guest/run --exec python benchmarks/lvm_bench.py --in-guest   # the table only
 
 For each set size N it makes N thin LVs with ext4 (16 MiB of data each) and starts
@@ -280,8 +283,9 @@ def markdown(results: list[dict[str, float | int]]) -> str:
     lines = [
         "## LVM thin: a snapshot set through snapd-vssd vs bare `lvcreate -s`",
         "",
-        "In the UML guest (Linux 6.1, dm-thin on a sparse file), one scripted writer per LV, "
-        f"medians of {results[0]['rounds'] if results else 0} rounds, seconds.",
+        f"In the UML guest (Linux {os.uname().release}, dm-thin on a sparse file), one "
+        f"scripted writer per LV, medians of {results[0]['rounds'] if results else 0} "
+        f"rounds, seconds. {held_note()}",
         "",
         "| thin LVs | bare `lvcreate -s` | provider prepare + commit | daemon DoSnapshotSet "
         "| freeze window | commit window | overhead | per round |",
@@ -307,10 +311,24 @@ def markdown(results: list[dict[str, float | int]]) -> str:
         "own ratio, bare and daemon being measured back to back in one round (in turns "
         "which goes first). Times in brackets: fastest and slowest round. "
         "The freeze window is the time writers are frozen; the commit "
-        "window the time the snapshots take (no filesystem is FIFREEZEd for lvm_thin: "
-        "each `lvcreate` freezes its own filesystem for its instant).",
+        "window the time the snapshots take (with the filesystems held frozen, if they are).",
     ]
     return "\n".join(lines) + "\n"
+
+
+def held_note() -> str:
+    """How the daemon held the set's filesystems on this kernel (its default setting)."""
+    from snapd_vss.providers.lvm.freezing import CoordinatorFreeze, decide
+
+    if decide(CoordinatorFreeze.AUTO).hold:
+        return (
+            "The daemon holds every filesystem of the set frozen (FIFREEZE) across all "
+            "the `lvcreate`s, LVM's own freeze nesting inside: the set is one point in time."
+        )
+    return (
+        "This kernel cannot nest LVM's freeze inside the daemon's, so no filesystem is "
+        "FIFREEZEd by the daemon: each `lvcreate` freezes its own filesystem for its instant."
+    )
 
 
 # ----------------------------------------------------------------- --profile
@@ -467,43 +485,44 @@ def in_guest(args: argparse.Namespace) -> int:
 
 
 def on_host(args: argparse.Namespace) -> int:
-    """Boot the guest, run this file there, print the table and write it to ``--out``."""
+    """Boot each guest kernel, run this file there, print the tables, write them to ``--out``."""
     from snapd_vss.testing.guest import GuestConfig, GuestError, boot
 
     command = ["python", "benchmarks/lvm_bench.py", "--in-guest",
                "--rounds", str(args.rounds), "--sizes", args.sizes,
                *(["--profile"] if args.profile else [])]
-    load_before = os.getloadavg()[0]
-    try:
-        result = boot(GuestConfig(command=command))
-    except GuestError as exc:
-        print(f"cannot boot the guest: {exc}", file=sys.stderr)
-        return 2
-    try:
-        found = re.search(re.escape(BEGIN) + r"\n(.*?)" + re.escape(END), result.output, re.S)
-        if result.exit_code != 0 or found is None:
-            print(result.output[-4000:] or result.console[-4000:], file=sys.stderr)
-            print(f"the benchmark failed in the guest (exit {result.exit_code})")
-            return 1
-        table = found.group(1)
-        if args.profile:
-            for part in re.findall(re.escape(BEGIN) + r"\n(.*?)" + re.escape(END), result.output,
-                                   re.S):
-                print(part)
-            return 0
-        print(table, end="")
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        load = f"host load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after"
-        out.write_text(f"# LVM thin benchmark\n\n{table}\nGuest run: {result.seconds:.0f} s "
-                       f"({load}; the guest's timings vary with the host's load); "
-                       "`python benchmarks/lvm_bench.py` (or `./run bench`) makes this file; "
-                       "`python benchmarks/lvm_bench.py --profile` prints where the daemon's "
-                       "time goes.\n")
-        print(f"(written to {out})")
+    sections = []
+    for kernel in args.kernels.split(","):
+        load_before = os.getloadavg()[0]
+        try:
+            result = boot(GuestConfig(command=command, kernel=kernel))
+        except GuestError as exc:
+            print(f"cannot boot the guest ({kernel}): {exc}", file=sys.stderr)
+            return 2
+        try:
+            parts = re.findall(re.escape(BEGIN) + r"\n(.*?)" + re.escape(END), result.output, re.S)
+            if result.exit_code != 0 or not parts:
+                print(result.output[-4000:] or result.console[-4000:], file=sys.stderr)
+                print(f"the benchmark failed in the guest {kernel} (exit {result.exit_code})")
+                return 1
+            for part in parts:
+                print(part, end="" if args.profile else "\n")
+            load = f"host load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after"
+            sections.append(f"{parts[0]}\nGuest run ({kernel}): {result.seconds:.0f} s ({load}).\n")
+        finally:
+            shutil.rmtree(result.run_dir, ignore_errors=True)
+    if args.profile:
         return 0
-    finally:
-        shutil.rmtree(result.run_dir, ignore_errors=True)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(
+        "# LVM thin benchmark\n\n" + "\n".join(sections)
+        + "\nThe guests' timings vary with the host's load. `python benchmarks/lvm_bench.py` "
+        "(or `./run bench`) makes this file; `--kernels debian12` or `--kernels 6.12` runs one "
+        "guest; `python benchmarks/lvm_bench.py --profile` prints where the daemon's time goes.\n"
+    )
+    print(f"(written to {out})")
+    return 0
 
 
 def main() -> int:
@@ -515,6 +534,8 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--sizes", default="1,4")
     parser.add_argument("--out", default=str(DEFAULT_OUT))
+    parser.add_argument("--kernels", default="debian12,6.12",
+                        help="guest kernels to measure on, in order (debian12, 6.12)")
     parser.add_argument("--in-guest", action="store_true", help="measure here (in the guest)")
     parser.add_argument("--profile", action="store_true",
                         help="time the daemon's steps of DoSnapshotSet (prints, writes nothing)")
