@@ -16,7 +16,9 @@ from collections.abc import Iterator
 import pytest
 
 from snapd_vss.errors import ProviderFailure
-from snapd_vss.freeze import FreezeGuard, FrozenFilesystems, thaw_leftovers
+from snapd_vss.freeze import FreezeGuard, FrozenFilesystems, SpareGuard, thaw_leftovers
+from snapd_vss.freeze.guard import freeze_request
+from snapd_vss.freeze.guard_client import IdleGuard
 from snapd_vss.freeze.ioctl import freeze_fd, is_frozen, open_mount, thaw_path
 from snapd_vss.freeze.markers import marker_dir
 from snapd_vss.testing.loopdev import LoopFs
@@ -316,3 +318,91 @@ async def test_context_manager_thaws_when_the_body_fails(
             raise RuntimeError("commit failed")
     assert not is_frozen(ext4_volume.mount_point)
     assert markers(runtime_dir) == []
+
+
+# -- guards started ahead of time (--on-request; SpareGuard) -----------------------------
+
+
+def run_on_request_guard(runtime_dir: str) -> subprocess.Popen[str]:
+    guard = subprocess.Popen(
+        [sys.executable, "-m", "snapd_vss.freeze.guard", "--on-request",
+         "--marker-dir", marker_dir(runtime_dir)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )  # fmt: skip
+    assert guard.stdout is not None
+    assert guard.stdout.readline() == "READY\n"
+    return guard
+
+
+def test_on_request_guard_freezes_when_asked(ext4_volume: LoopFs, runtime_dir: str) -> None:
+    mount = ext4_volume.mount_point
+    guard = run_on_request_guard(runtime_dir)
+    assert not is_frozen(mount) and markers(runtime_dir) == []  # READY: nothing frozen yet
+    assert guard.stdin is not None and guard.stdout is not None
+    guard.stdin.write(freeze_request(60, [mount]) + "\n")
+    guard.stdin.flush()
+    assert guard.stdout.readline() == "FROZEN\n"
+    assert is_frozen(mount) and len(markers(runtime_dir)) == 1
+    out, _ = guard.communicate("THAW\n")
+    assert out == "THAWED\n" and guard.returncode == 0
+    assert not is_frozen(mount) and markers(runtime_dir) == []
+
+
+def test_on_request_guard_takes_the_request_and_thaw_in_one_write(
+    ext4_volume: LoopFs, runtime_dir: str
+) -> None:
+    guard = run_on_request_guard(runtime_dir)
+    out, _ = guard.communicate(freeze_request(60, [ext4_volume.mount_point]) + "\nTHAW\n")
+    assert out == "FROZEN\nTHAWED\n"
+    assert not is_frozen(ext4_volume.mount_point)
+
+
+def test_on_request_guard_ends_on_eof_and_refuses_a_bad_request(
+    ext4_volume: LoopFs, runtime_dir: str
+) -> None:
+    guard = run_on_request_guard(runtime_dir)
+    out, _ = guard.communicate("")
+    assert (out, guard.returncode) == ("", 0)
+    guard = run_on_request_guard(runtime_dir)
+    out, _ = guard.communicate(f"FREEZE soon {ext4_volume.mount_point}\n")
+    assert out.startswith("ERROR - 0 not a freeze request")
+    assert not is_frozen(ext4_volume.mount_point) and markers(runtime_dir) == []
+
+
+async def test_spare_guard_is_the_process_that_freezes(
+    ext4_volume: LoopFs, runtime_dir: str
+) -> None:
+    spare = SpareGuard(runtime_dir)
+    spare.prepare()
+    idle = await spare.take()  # and the next spare starts
+    assert idle is not None and idle.waiting
+    guard = await FreezeGuard.start([ext4_volume.mount_point], 60, runtime_dir, spare=idle)
+    try:
+        assert guard.pid == idle.proc.pid
+        assert is_frozen(ext4_volume.mount_point)
+    finally:
+        await guard.thaw()
+    assert not is_frozen(ext4_volume.mount_point)
+    following = await spare.take()
+    assert following is not None and following.proc.pid != idle.proc.pid
+    await following.close()
+    assert following.proc.returncode == 0  # EOF while idle: ends with nothing frozen
+    await spare.close()
+    assert markers(runtime_dir) == []
+
+
+async def test_a_dead_spare_is_replaced(ext4_volume: LoopFs, runtime_dir: str) -> None:
+    idle = await IdleGuard.spawn(runtime_dir)
+    idle.proc.kill()
+    await idle.proc.wait()
+    assert not idle.waiting
+    async with FrozenFilesystems([ext4_volume.mount_point], 60, runtime_dir) as frozen:
+        assert frozen.pid != idle.proc.pid
+        assert is_frozen(ext4_volume.mount_point)
+    guard = await FreezeGuard.start([ext4_volume.mount_point], 60, runtime_dir, spare=idle)
+    assert guard.pid != idle.proc.pid and is_frozen(ext4_volume.mount_point)
+    await guard.thaw()
+    assert not is_frozen(ext4_volume.mount_point)

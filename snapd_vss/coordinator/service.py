@@ -30,7 +30,7 @@ from snapd_vss.errors import (
     VssError,
     WriterError,
 )
-from snapd_vss.freeze import thaw_leftovers
+from snapd_vss.freeze import SpareGuard, thaw_leftovers
 from snapd_vss.model import SnapshotRecord
 from snapd_vss.providers.registry import ProviderRegistry
 from snapd_vss.store import SnapshotStore
@@ -56,6 +56,8 @@ class Service:
         self.snapshots = SnapshotManager(store, providers, self.listener, settings.runtime_dir)
         self.sessions: dict[int, SessionCore] = {}
         self.snapshot_set_lock = asyncio.Lock()
+        self.spare_guard = SpareGuard(settings.runtime_dir)
+        """A freeze guard process started ahead of the next freeze (see snapd_vss.freeze)."""
         self._next_session = 1
 
     def set_listener(self, listener: Listener) -> None:
@@ -73,10 +75,13 @@ class Service:
             if provider.availability().available:
                 await provider.startup()
         await self.snapshots.recover()
+        if any(p.may_need_fs_freeze and p.availability().available for p in self.providers.all()):
+            self.spare_guard.prepare()
 
     async def stop(self) -> None:
         for session in list(self.sessions.values()):
             await self._end_session(session, "the service is stopping")
+        await self.spare_guard.close()
         for provider in self.providers.all():
             if provider.availability().available:
                 await provider.shutdown()

@@ -152,7 +152,12 @@ class SnapshotSetRun:
         self._warn_if_not_one_instant()
         start = time.monotonic()
         guard = (
-            await FreezeGuard.start(to_freeze, budget_s, self.service.settings.runtime_dir)
+            await FreezeGuard.start(
+                to_freeze,
+                budget_s,
+                self.service.settings.runtime_dir,
+                spare=await self.service.spare_guard.take(),
+            )
             if to_freeze
             else None
         )

@@ -1,9 +1,14 @@
 """The freeze guard: a tiny process that holds filesystems frozen and always thaws them.
 
     python -m snapd_vss.freeze.guard --deadline SECONDS [--marker-dir DIR] MOUNT...
+    python -m snapd_vss.freeze.guard --on-request [--marker-dir DIR]
 
 It runs in its own session (the client starts it so), so a signal to the daemon's
-process group does not reach it, and it outlives the daemon just long enough to thaw:
+process group does not reach it, and it outlives the daemon just long enough to thaw.
+With ``--on-request`` it is started ahead of time (Python's start-up then stays out of
+the commit window): it prints ``READY`` and waits for one line ``FREEZE <deadline
+seconds> <mount>...`` (mounts %-encoded); stdin EOF or a signal before that ends it
+with nothing frozen. Then, or at once when started with mounts:
 
 1. records the mounts in a marker file in ``--marker-dir`` (if given);
 2. FIFREEZEs each mount in order and prints ``FROZEN``; if one fails it thaws the
@@ -24,11 +29,13 @@ import select
 import signal
 import sys
 import time
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 from snapd_vss.freeze.ioctl import freeze_fd, open_mount, thaw_fd
 from snapd_vss.freeze.markers import remove_marker, write_marker
 
+READY = "READY"
+FREEZE = "FREEZE"
 FROZEN = "FROZEN"
 THAWED = "THAWED"
 THAWED_BY_DEADLINE = "THAWED_BY_DEADLINE"
@@ -65,9 +72,46 @@ def _thaw_all(frozen: list[tuple[str, int]]) -> None:
     frozen.clear()
 
 
-def _wait(deadline: float, wake_fd: int) -> str:
-    """Block until THAW / EOF / signal (-> THAWED) or the deadline (-> THAWED_BY_DEADLINE)."""
+def freeze_request(deadline_s: float, mounts: list[str]) -> str:
+    """The line that asks an ``--on-request`` guard to freeze ``mounts``."""
+    return " ".join([FREEZE, repr(float(deadline_s)), *(quote(m, safe="/") for m in mounts)])
+
+
+def _parse_request(line: bytes) -> tuple[float, list[str]] | None:
+    words = line.decode(errors="replace").split()
+    if len(words) < 3 or words[0] != FREEZE:
+        return None
+    try:
+        deadline_s = float(words[1])
+    except ValueError:
+        return None
+    return deadline_s, [unquote(w) for w in words[2:]]
+
+
+def _wait_for_request(wake_fd: int) -> tuple[float, list[str], bytes] | None:
+    """(deadline, mounts, bytes read after the request) or None (EOF, signal, bad line)."""
     buffered = b""
+    while b"\n" not in buffered:
+        ready, _, _ = select.select([0, wake_fd], [], [])
+        if wake_fd in ready:
+            return None
+        data = os.read(0, 4096)
+        if not data:
+            return None
+        buffered += data
+    line, rest = buffered.split(b"\n", 1)
+    request = _parse_request(line)
+    if request is None:
+        _say(f"{ERROR} - 0 not a freeze request: {line[:200]!r}")
+        return None
+    return request[0], request[1], rest
+
+
+def _wait(deadline: float, wake_fd: int, buffered: bytes = b"") -> str:
+    """Block until THAW / EOF / signal (-> THAWED) or the deadline (-> THAWED_BY_DEADLINE)."""
+    if any(line.strip() == THAW.encode() for line in buffered.split(b"\n")):
+        return THAWED
+    buffered = buffered.rsplit(b"\n", 1)[-1]
     while True:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
@@ -94,10 +138,28 @@ def _install_signal_wakeup() -> int:
     return wake_r
 
 
-def run(mounts: list[str], deadline_s: float, marker_dir: str) -> int:
-    deadline = time.monotonic() + deadline_s
+def run_on_request(marker_dir: str) -> int:
     wake_fd = _install_signal_wakeup()
     _protect_from_oom()
+    _say(READY)
+    request = _wait_for_request(wake_fd)
+    if request is None:
+        return 0  # nothing was asked, nothing is frozen
+    deadline_s, mounts, rest = request
+    return run(mounts, deadline_s, marker_dir, wake_fd, rest)
+
+
+def run(
+    mounts: list[str],
+    deadline_s: float,
+    marker_dir: str,
+    wake_fd: int | None = None,
+    buffered: bytes = b"",
+) -> int:
+    deadline = time.monotonic() + deadline_s
+    if wake_fd is None:
+        wake_fd = _install_signal_wakeup()
+        _protect_from_oom()
     opened: list[tuple[str, int]] = []
     frozen: list[tuple[str, int]] = []
     marker = ""
@@ -124,7 +186,7 @@ def run(mounts: list[str], deadline_s: float, marker_dir: str) -> int:
                 return 1
             frozen.append((mount, fd))
         _say(FROZEN)
-        outcome = _wait(deadline, wake_fd)
+        outcome = _wait(deadline, wake_fd, buffered)
     finally:
         _thaw_all(frozen)
         if marker:
@@ -137,12 +199,19 @@ def run(mounts: list[str], deadline_s: float, marker_dir: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m snapd_vss.freeze.guard")
+    parser.add_argument("--deadline", type=float, help="seconds to stay frozen at most")
     parser.add_argument(
-        "--deadline", type=float, required=True, help="seconds to stay frozen at most"
+        "--on-request", action="store_true", help="say READY, then wait for a FREEZE line"
     )
     parser.add_argument("--marker-dir", default="", help="where to record the frozen mounts")
-    parser.add_argument("mounts", nargs="+", help="mount points to freeze, in order")
+    parser.add_argument("mounts", nargs="*", help="mount points to freeze, in order")
     args = parser.parse_args(argv)
+    if args.on_request:
+        if args.mounts or args.deadline is not None:
+            parser.error("--on-request takes the deadline and the mounts from its FREEZE line")
+        return run_on_request(args.marker_dir)
+    if args.deadline is None or not args.mounts:
+        parser.error("give --deadline and the mounts, or --on-request")
     return run(list(args.mounts), args.deadline, args.marker_dir)
 
 

@@ -8,6 +8,10 @@
 The guard thaws on :meth:`FreezeGuard.thaw`, when the daemon dies (its stdin hits
 EOF), on SIGTERM, and at the deadline. If the guard itself dies while frozen, this
 client thaws the mounts directly.
+
+Guards run in ``--on-request`` mode: started, they say READY and wait for the freeze
+request. :class:`SpareGuard` keeps one such process ready ahead of time, so that a
+freeze does not wait for a Python interpreter to start while writers are frozen.
 """
 
 from __future__ import annotations
@@ -83,35 +87,35 @@ class FreezeGuard:
         self._thaw_errors: list[str] = []
 
     @classmethod
-    async def start(cls, mounts: Sequence[str], deadline_s: float, runtime_dir: str) -> FreezeGuard:
+    async def start(
+        cls,
+        mounts: Sequence[str],
+        deadline_s: float,
+        runtime_dir: str,
+        spare: IdleGuard | None = None,
+    ) -> FreezeGuard:
         """Freeze ``mounts`` (in order, duplicates dropped) for at most ``deadline_s``.
 
-        Raises ``ProviderFailure`` naming the mount and the reason if one cannot be
-        frozen; then nothing is left frozen by us.
+        Uses ``spare`` (a guard started ahead of time for ``runtime_dir``) if it is still
+        waiting, else starts a guard. Raises ``ProviderFailure`` naming the mount and the
+        reason if one cannot be frozen; then nothing is left frozen by us.
         """
         unique = tuple(dict.fromkeys(mounts))
         self = cls(unique, runtime_dir)
         if not unique:
             self._thawed.set()
+            if spare is not None:
+                await spare.close()
             return self
+        idle = spare if spare is not None and spare.waiting else None
+        if idle is None:
+            if spare is not None:
+                await spare.close()
+            idle = await IdleGuard.spawn(runtime_dir)
+        self._proc = idle.proc
+        self.pid = idle.proc.pid
         try:
-            self._proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "snapd_vss.freeze.guard",
-                "--deadline", repr(float(deadline_s)),
-                "--marker-dir", marker_dir(runtime_dir),
-                "--", *unique,
-                stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE,
-                start_new_session=True,
-                cwd="/",
-                env=_guard_env(),
-            )  # fmt: skip
-        except OSError as e:
-            raise ProviderFailure(
-                f"Cannot start the freeze guard ({sys.executable}): {e}; nothing was frozen."
-            ) from e
-        self.pid = self._proc.pid
-        try:
+            idle.send(proto.freeze_request(deadline_s, list(unique)))
             first = await self._read_line()
         except BaseException:
             self._abandon()
@@ -227,6 +231,102 @@ class FreezeGuard:
         task = asyncio.get_running_loop().create_task(reap())
         _background.add(task)
         task.add_done_callback(_background.discard)
+
+
+class IdleGuard:
+    """A guard process in ``--on-request`` mode that said READY: nothing frozen yet."""
+
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self.proc = proc
+
+    @classmethod
+    async def spawn(cls, runtime_dir: str) -> IdleGuard:
+        """Start a guard and wait for its READY; ``ProviderFailure`` if it does not come."""
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "snapd_vss.freeze.guard",
+                "--on-request", "--marker-dir", marker_dir(runtime_dir),
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                start_new_session=True,
+                cwd="/",
+                env=_guard_env(),
+            )  # fmt: skip
+        except OSError as e:
+            raise ProviderFailure(
+                f"Cannot start the freeze guard ({sys.executable}): {e}; nothing was frozen."
+            ) from e
+        idle = cls(proc)
+        assert proc.stdout is not None
+        try:
+            line = (await proc.stdout.readline()).decode(errors="replace").rstrip("\n")
+        except BaseException:
+            await asyncio.shield(idle.close())
+            raise
+        if line != proto.READY:
+            await idle.close()
+            raise ProviderFailure(
+                f"The freeze guard ({sys.executable} -m snapd_vss.freeze.guard) did not start "
+                f"(status {proc.returncode}, said {line!r}); nothing was frozen. "
+                "Check the service log."
+            )
+        return idle
+
+    @property
+    def waiting(self) -> bool:
+        """Still running and not yet asked to freeze."""
+        return self.proc.returncode is None and self.proc.stdin is not None and (
+            not self.proc.stdin.is_closing()
+        )
+
+    def send(self, line: str) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write((line + "\n").encode())
+
+    async def close(self) -> None:
+        """End an idle guard (stdin EOF: it exits with nothing frozen) and reap it."""
+        if self.proc.stdin is not None:
+            with contextlib.suppress(OSError, RuntimeError):
+                self.proc.stdin.close()
+        await self.proc.wait()
+
+
+class SpareGuard:
+    """One idle guard kept ready for the next freeze (started again after each use)."""
+
+    def __init__(self, runtime_dir: str) -> None:
+        self.runtime_dir = runtime_dir
+        self._next: asyncio.Task[IdleGuard] | None = None
+
+    def prepare(self) -> None:
+        """Start a spare guard in the background, unless one is there or on its way."""
+        if self._next is None:
+            self._next = asyncio.get_running_loop().create_task(
+                IdleGuard.spawn(self.runtime_dir), name="spare-freeze-guard"
+            )
+
+    async def take(self) -> IdleGuard | None:
+        """The spare guard (waiting for it if it is still starting), or None; starts the
+        next one. None when the spare could not start: the caller starts its own."""
+        task, self._next = self._next, None
+        self.prepare()
+        if task is None:
+            return None
+        try:
+            return await asyncio.shield(task)
+        except ProviderFailure as exc:
+            log.warning("the spare freeze guard did not start: %s", exc.message)
+            return None
+
+    async def close(self) -> None:
+        task, self._next = self._next, None
+        if task is None:
+            return
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, ProviderFailure):
+            await task
+        if task.done() and not task.cancelled() and task.exception() is None:
+            await task.result().close()
 
 
 class FrozenFilesystems:

@@ -47,6 +47,8 @@ class Provider(ABC):
     name: ClassVar[str]
     type: ClassVar[ProviderType] = ProviderType.SOFTWARE
     version: ClassVar[str] = "1"
+    may_need_fs_freeze: ClassVar[bool] = True
+    """False when :meth:`needs_fs_freeze` is never true (no freeze guard is kept ready)."""
 
     def __init__(self, context: ProviderContext) -> None:
         self.context = context

@@ -147,6 +147,7 @@ class BtrfsProvider(Provider):
     name = "btrfs"
     type = ProviderType.SYSTEM
     version = "1"
+    may_need_fs_freeze = False
 
     def availability(self) -> Availability:
         if not btrfs_in_kernel():
