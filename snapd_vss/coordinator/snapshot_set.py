@@ -34,6 +34,30 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class HoldCandidate:
+    volume: str
+    needs_freeze: bool  # the provider needs the coordinator to hold it still
+    consistent_alone: bool  # ... but its commit alone is consistent (it freezes itself)
+
+
+def choose_held(candidates: list[HoldCandidate]) -> list[str]:
+    """The volumes to hold frozen across the commits, sorted.
+
+    Every volume whose provider needs it; but when every volume of the set would be held,
+    one that is consistent alone (e.g. an LVM thin LV: lvcreate freezes it for its
+    instant) is left unheld. Its snapshot is then an instant inside the span where all
+    the others are held, so the set stays one point in time with one freeze less (and
+    none at all for a set of one such volume).
+    """
+    held = {c.volume: c for c in candidates if c.needs_freeze}
+    if held and len(held) == len({c.volume for c in candidates}):
+        alone = sorted(v for v, c in held.items() if c.consistent_alone)
+        if alone:
+            del held[alone[0]]
+    return sorted(held)
+
+
 @dataclass
 class SnapshotSetRun:
     service: Service
@@ -142,13 +166,7 @@ class SnapshotSetRun:
     async def _commit(self, budget_s: float) -> None:
         if budget_s <= 0:
             raise WriterTimeout("the freeze window ran out before the providers could commit")
-        to_freeze = sorted(
-            {
-                r.volume
-                for r in self.records
-                if self._provider(r).needs_fs_freeze(self._volumes[r.id])
-            }
-        )
+        to_freeze = self.volumes_to_hold()
         self._warn_if_not_one_instant()
         start = time.monotonic()
         guard = (
@@ -179,6 +197,17 @@ class SnapshotSetRun:
                 f"the commit window of {budget_s:g} s passed while filesystems were frozen; "
                 "they were thawed and the snapshot set was aborted"
             )
+
+    def volumes_to_hold(self) -> list[str]:
+        """The mounts to hold frozen across the commits (see :func:`choose_held`)."""
+        candidates = []
+        for record in self.records:
+            provider, volume = self._provider(record), self._volumes[record.id]
+            needs = provider.needs_fs_freeze(volume)
+            candidates.append(
+                HoldCandidate(record.volume, needs, needs and provider.consistent_alone(volume))
+            )
+        return choose_held(candidates)
 
     def unheld_volumes(self) -> dict[str, str]:
         """Volumes of the set the coordinator does not hold frozen -> why not."""

@@ -69,6 +69,13 @@ class Provider(ABC):
         """Whether the coordinator must FIFREEZE the filesystem around :meth:`commit`."""
         return True
 
+    def consistent_alone(self, volume: Volume) -> bool:
+        """Whether :meth:`commit` alone makes a filesystem-consistent snapshot of the volume
+        (the backend freezes the filesystem for its instant), although the coordinator
+        would hold it. The coordinator then leaves one such volume unheld when it holds
+        every other volume of the set: its snapshot is an instant inside the held span."""
+        return False
+
     def why_not_held(self, volume: Volume) -> str:
         """Why the coordinator does not hold this volume's filesystem frozen ("" if it does).
 

@@ -172,6 +172,9 @@ class LvmThinProvider(Provider):
     def needs_fs_freeze(self, volume: Volume) -> bool:
         return not self.why_not_held(volume)
 
+    def consistent_alone(self, volume: Volume) -> bool:
+        return True  # lvcreate freezes the origin's filesystem (lockfs) for its instant
+
     def why_not_held(self, volume: Volume) -> str:
         if not self.freeze.hold:
             return self.freeze.reason
