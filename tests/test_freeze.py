@@ -377,8 +377,9 @@ async def test_spare_guard_is_the_process_that_freezes(
 ) -> None:
     spare = SpareGuard(runtime_dir)
     spare.prepare()
-    idle = await spare.take()  # and the next spare starts
+    idle = await spare.take()
     assert idle is not None and idle.waiting
+    assert await spare.take() is None  # taken: none until prepared again
     guard = await FreezeGuard.start([ext4_volume.mount_point], 60, runtime_dir, spare=idle)
     try:
         assert guard.pid == idle.proc.pid
@@ -386,6 +387,7 @@ async def test_spare_guard_is_the_process_that_freezes(
     finally:
         await guard.thaw()
     assert not is_frozen(ext4_volume.mount_point)
+    spare.prepare()
     following = await spare.take()
     assert following is not None and following.proc.pid != idle.proc.pid
     await following.close()

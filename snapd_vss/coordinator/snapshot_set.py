@@ -192,6 +192,8 @@ class SnapshotSetRun:
             if guard is not None:
                 await guard.thaw()
             self.commit_window_ms = (time.monotonic() - start) * 1000
+            if guard is not None:
+                self.service.spare_guard.prepare()  # for the next set, now the CPU is free
         if guard is not None and guard.thawed_by_deadline:
             raise Timeout(
                 f"the commit window of {budget_s:g} s passed while filesystems were frozen; "

@@ -306,10 +306,11 @@ class SpareGuard:
             )
 
     async def take(self) -> IdleGuard | None:
-        """The spare guard (waiting for it if it is still starting), or None; starts the
-        next one. None when the spare could not start: the caller starts its own."""
+        """The spare guard (waiting for it if it is still starting), or None when there is
+        none or it could not start: the caller then starts its own. Call :meth:`prepare`
+        for the next one once the filesystems are thawed (a Python start-up competes for
+        the CPU with the snapshots)."""
         task, self._next = self._next, None
-        self.prepare()
         if task is None:
             return None
         try:

@@ -15,7 +15,9 @@ the service's (Linux 6.8 or later; see :mod:`snapd_vss.providers.lvm.freezing` a
 setting ``coordinator_freeze``). A filesystem that holds the service's state or runtime
 directory or LVM's configuration directory is never held frozen (the service and LVM
 write there while the snapshots are made); LVM freezes it for the instant of its own
-snapshot. :meth:`why_not_held` says why a volume is not held.
+snapshot. :meth:`why_not_held` says why a volume is not held. Because each
+``lvcreate`` freezes its own filesystem, :meth:`consistent_alone` is true: the
+coordinator leaves one thin LV unheld when it holds every other volume of the set.
 
 Start-up. The service reconciles its store after :meth:`startup`: it asks
 :meth:`exists` about every persistent snapshot (gone = INVALID) and deletes the
