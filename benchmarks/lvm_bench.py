@@ -15,7 +15,9 @@ snapd-vssd (lvm_thin provider) on a private bus with one scripted writer per LV 
 data is on that LV. Each round (bare first in even rounds, daemon first in odd ones):
 
 - **bare**: the N snapshots taken one after another with ``lvcreate -s`` (what a
-  hand-written script does, without writers or freezing);
+  hand-written script does, without writers); on a kernel where the daemon holds the
+  filesystems frozen across the set (Linux 6.8 or later), the bare commands for the same
+  guarantee: every filesystem frozen (FIFREEZE in-process), the ``lvcreate``s, thawed;
 - **provider**: ``LvmThinProvider.prepare`` then ``commit`` for the N volumes, in-process;
 - **daemon**: a backup session with every writer's component selected; the time of the
   ``DoSnapshotSet`` call as the requestor sees it (providers' prepare, the writers'
@@ -105,12 +107,35 @@ def remove_snapshots() -> None:
     subprocess.run(["lvm", "lvremove", *NO_UDEV, "@snapd_vss"], check=False, capture_output=True)
 
 
-def bare_round(volumes: list[Volume]) -> float:
+def daemon_holds() -> bool:
+    """Whether the daemon (default settings) holds the set's filesystems on this kernel."""
+    from snapd_vss.providers.lvm.freezing import CoordinatorFreeze, decide
+
+    return decide(CoordinatorFreeze.AUTO).hold
+
+
+def bare_round(volumes: list[Volume], hold: bool) -> float:
+    """The bare commands for the guarantee the daemon gives on this kernel.
+
+    Without the hold: ``lvcreate -s`` for each LV. With it: every filesystem frozen
+    (FIFREEZE, as ``fsfreeze -f`` does, but in-process: no command to start), ``lvcreate
+    -s`` for each LV, every filesystem thawed.
+    """
+    from snapd_vss.freeze.ioctl import freeze_fd, open_mount, thaw_fd
+
     names = [Path(v.mount_point).name for v in volumes]
     start = time.perf_counter()
-    for i, name in enumerate(names):
-        sh("lvm", "lvcreate", *NO_UDEV, "-s", "-n", f"{name}_bare{i}", "--addtag", "snapd_vss",
-           f"{VG}/{name}")
+    fds = [open_mount(v.mount_point) for v in volumes] if hold else []
+    try:
+        for fd in fds:
+            freeze_fd(fd)
+        for i, name in enumerate(names):
+            sh("lvm", "lvcreate", *NO_UDEV, "-s", "-n", f"{name}_bare{i}", "--addtag",
+               "snapd_vss", f"{VG}/{name}")
+    finally:
+        for fd in fds:
+            thaw_fd(fd)
+            os.close(fd)
     return time.perf_counter() - start
 
 
@@ -222,6 +247,7 @@ async def daemon_with_writers(
 
 async def measure(volumes: list[Volume], rounds: int, workdir: Path) -> Samples:
     samples = Samples()
+    hold = daemon_holds()
     provider = LvmThinProvider(ProviderContext(str(workdir), str(workdir)), pool_refresh_s=0)
     async with daemon_with_writers(volumes, workdir) as (client, _daemon):
         for i in range(rounds):
@@ -230,14 +256,14 @@ async def measure(volumes: list[Volume], rounds: int, workdir: Path) -> Samples:
             if i % 2:
                 await daemon_round(client, volumes, samples)
             else:
-                samples.bare.append(bare_round(volumes))
+                samples.bare.append(bare_round(volumes, hold))
                 remove_snapshots()
             p, c = await provider_round(provider, volumes)
             samples.prepare.append(p)
             samples.commit.append(c)
             remove_snapshots()
             if i % 2:
-                samples.bare.append(bare_round(volumes))
+                samples.bare.append(bare_round(volumes, hold))
                 remove_snapshots()
             else:
                 await daemon_round(client, volumes, samples)
@@ -280,14 +306,20 @@ def run(disk: str, sizes: list[int], rounds: int) -> list[dict[str, float | int]
 
 
 def markdown(results: list[dict[str, float | int]]) -> str:
+    bare = (
+        "`fsfreeze -f` all + `lvcreate -s` each + `fsfreeze -u` all"
+        if daemon_holds()
+        else "`lvcreate -s` each"
+    )
     lines = [
-        "## LVM thin: a snapshot set through snapd-vssd vs bare `lvcreate -s`",
+        f"## LVM thin on Linux {os.uname().release}: a snapshot set through snapd-vssd vs bare "
+        + bare,
         "",
         f"In the UML guest (Linux {os.uname().release}, dm-thin on a sparse file), one "
         f"scripted writer per LV, medians of {results[0]['rounds'] if results else 0} "
         f"rounds, seconds. {held_note()}",
         "",
-        "| thin LVs | bare `lvcreate -s` | provider prepare + commit | daemon DoSnapshotSet "
+        "| thin LVs | bare | provider prepare + commit | daemon DoSnapshotSet "
         "| freeze window | commit window | overhead | per round |",
         "|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
@@ -317,17 +349,19 @@ def markdown(results: list[dict[str, float | int]]) -> str:
 
 
 def held_note() -> str:
-    """How the daemon held the set's filesystems on this kernel (its default setting)."""
-    from snapd_vss.providers.lvm.freezing import CoordinatorFreeze, decide
-
-    if decide(CoordinatorFreeze.AUTO).hold:
+    """How the daemon held the set's filesystems on this kernel, and what bare is."""
+    if daemon_holds():
         return (
-            "The daemon holds every filesystem of the set frozen (FIFREEZE) across all "
-            "the `lvcreate`s, LVM's own freeze nesting inside: the set is one point in time."
+            "The daemon holds the filesystems of the set frozen (FIFREEZE) across all the "
+            "`lvcreate`s, LVM's own freeze nesting inside (one LV is left to LVM's freeze): "
+            "the set is one point in time. Bare does the same by hand: every filesystem "
+            "frozen (the FIFREEZE ioctl in-process, as `fsfreeze -f` does), `lvcreate -s` "
+            "for each LV, every filesystem thawed."
         )
     return (
         "This kernel cannot nest LVM's freeze inside the daemon's, so no filesystem is "
-        "FIFREEZEd by the daemon: each `lvcreate` freezes its own filesystem for its instant."
+        "FIFREEZEd by the daemon: each `lvcreate` freezes its own filesystem for its "
+        "instant. Bare: `lvcreate -s` for each LV, one after another."
     )
 
 
