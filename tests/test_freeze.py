@@ -408,3 +408,10 @@ async def test_a_dead_spare_is_replaced(ext4_volume: LoopFs, runtime_dir: str) -
     assert guard.pid != idle.proc.pid and is_frozen(ext4_volume.mount_point)
     await guard.thaw()
     assert not is_frozen(ext4_volume.mount_point)
+
+
+def test_on_request_guard_refuses_a_path_with_a_nul(runtime_dir: str) -> None:
+    guard = run_on_request_guard(runtime_dir)
+    out, _ = guard.communicate(freeze_request(60, ["/srv/a\0b"]) + "\n")
+    assert out.startswith("ERROR /srv/a%00b 22 ")
+    assert guard.returncode == 1 and markers(runtime_dir) == []

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import os
 import select
 import signal
@@ -170,6 +171,9 @@ def run(
                 opened.append((mount, open_mount(mount)))
             except OSError as e:
                 _say(_error_line(ERROR, mount, e))
+                return 1
+            except ValueError:  # a NUL in the path
+                _say(_error_line(ERROR, mount, OSError(errno.EINVAL, "not a path")))
                 return 1
         if marker_dir:
             try:
