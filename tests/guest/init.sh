@@ -60,6 +60,7 @@ step mkdir -p "$RUN_DIR"
 step mount -t hostfs -o "rw,$HOST_RUN_DIR" hostfs "$RUN_DIR"
 step host_mount "$REPO" ro
 step host_mount "$VENV" ro
+step host_mount "$MODULES_DIR" ro  # a kernel fetched into a cache below /tmp (--kernel 6.12)
 
 # Kernel modules: /lib/modules/<ver> does not exist on the host, so point modprobe
 # at the UML package's tree through a writable root.
