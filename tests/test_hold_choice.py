@@ -6,15 +6,15 @@ from snapd_vss.coordinator.snapshot_set import HoldCandidate, choose_held
 
 
 def lvm(volume: str) -> HoldCandidate:  # held where the kernel nests; consistent alone
-    return HoldCandidate(volume, needs_freeze=True, consistent_alone=True)
+    return HoldCandidate(volume, why_not_held="", consistent_alone=True)
 
 
 def diff_area(volume: str) -> HoldCandidate:  # needs the freeze for a consistent snapshot
-    return HoldCandidate(volume, needs_freeze=True, consistent_alone=False)
+    return HoldCandidate(volume, why_not_held="", consistent_alone=False)
 
 
 def btrfs(volume: str) -> HoldCandidate:  # never held: atomic by itself
-    return HoldCandidate(volume, needs_freeze=False, consistent_alone=False)
+    return HoldCandidate(volume, why_not_held="a btrfs snapshot is atomic by itself")
 
 
 def test_a_set_of_one_lv_needs_no_freeze_of_its_own() -> None:

@@ -37,8 +37,12 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class HoldCandidate:
     volume: str
-    needs_freeze: bool  # the provider needs the coordinator to hold it still
-    consistent_alone: bool  # ... but its commit alone is consistent (it freezes itself)
+    why_not_held: str  # "" when the provider needs the coordinator to hold it still
+    consistent_alone: bool = False  # ... but its commit alone is consistent (it freezes itself)
+
+    @property
+    def needs_freeze(self) -> bool:
+        return not self.why_not_held
 
 
 def choose_held(candidates: list[HoldCandidate]) -> list[str]:
@@ -166,8 +170,9 @@ class SnapshotSetRun:
     async def _commit(self, budget_s: float) -> None:
         if budget_s <= 0:
             raise WriterTimeout("the freeze window ran out before the providers could commit")
-        to_freeze = self.volumes_to_hold()
-        self._warn_if_not_one_instant()
+        candidates = self.hold_candidates()
+        to_freeze = choose_held(candidates)
+        self._warn_if_not_one_instant(candidates)
         start = time.monotonic()
         guard = (
             await FreezeGuard.start(
@@ -200,35 +205,24 @@ class SnapshotSetRun:
                 "they were thawed and the snapshot set was aborted"
             )
 
-    def volumes_to_hold(self) -> list[str]:
-        """The mounts to hold frozen across the commits (see :func:`choose_held`)."""
+    def hold_candidates(self) -> list[HoldCandidate]:
+        """Each volume of the set: why the coordinator does not hold it ("" if it does)."""
         candidates = []
         for record in self.records:
             provider, volume = self._provider(record), self._volumes[record.id]
-            needs = provider.needs_fs_freeze(volume)
-            candidates.append(
-                HoldCandidate(record.volume, needs, needs and provider.consistent_alone(volume))
-            )
-        return choose_held(candidates)
+            why = provider.why_not_held(volume)
+            alone = not why and provider.consistent_alone(volume)
+            candidates.append(HoldCandidate(record.volume, why, alone))
+        return candidates
 
-    def unheld_volumes(self) -> dict[str, str]:
-        """Volumes of the set the coordinator does not hold frozen -> why not."""
-        unheld: dict[str, str] = {}
-        for record in self.records:
-            provider = self._provider(record)
-            volume = self._volumes[record.id]
-            if not provider.needs_fs_freeze(volume):
-                unheld[record.volume] = provider.why_not_held(volume)
-        return unheld
-
-    def _warn_if_not_one_instant(self) -> None:
+    def _warn_if_not_one_instant(self, candidates: list[HoldCandidate]) -> None:
         """Say so when the set is not one point in time for programs that are not writers.
 
         Held volumes are still from the freeze until the thaw; each unheld one is
         snapshotted at its own instant inside that span. With one unheld volume the set
         is still one point in time; with two or more it is not.
         """
-        unheld = self.unheld_volumes()
+        unheld = {c.volume: c.why_not_held for c in candidates if not c.needs_freeze}
         if len(unheld) < 2:
             return
         log.warning(
