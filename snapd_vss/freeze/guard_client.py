@@ -102,16 +102,13 @@ class FreezeGuard:
         """
         unique = tuple(dict.fromkeys(mounts))
         self = cls(unique, runtime_dir)
+        if spare is not None and not (unique and spare.waiting):
+            await spare.close()  # not needed, or no longer usable
+            spare = None
         if not unique:
             self._thawed.set()
-            if spare is not None:
-                await spare.close()
             return self
-        idle = spare if spare is not None and spare.waiting else None
-        if idle is None:
-            if spare is not None:
-                await spare.close()
-            idle = await IdleGuard.spawn(runtime_dir)
+        idle = spare if spare is not None else await IdleGuard.spawn(runtime_dir)
         self._proc = idle.proc
         self.pid = idle.proc.pid
         try:
