@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from snapd_vss.testing import guest_kernels
-from snapd_vss.testing.guest_kernels import GuestKernel, KernelError
+from snapd_vss.testing.guest_kernels import GuestKernel, KernelError, which
 
 REPO = Path(__file__).resolve().parents[2]
 GUEST_DIR = REPO / "tests" / "guest"
@@ -56,7 +56,6 @@ REQUIRED_TOOLS = {
     "mkfs.ext4": "e2fsprogs",
     "gcc": "gcc",
 }
-SBIN_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 class GuestError(Exception):
@@ -96,13 +95,9 @@ def log(msg: str) -> None:
     print(f"[guest] {msg}", file=sys.stderr, flush=True)
 
 
-def _which(prog: str) -> str | None:
-    return shutil.which(prog, path=os.environ.get("PATH", "") + ":" + SBIN_PATH)
-
-
 def ensure_tools() -> None:
     """Install the Debian packages the guest needs if they are missing (root only)."""
-    missing = sorted({pkg for prog, pkg in REQUIRED_TOOLS.items() if _which(prog) is None})
+    missing = sorted({pkg for prog, pkg in REQUIRED_TOOLS.items() if which(prog) is None})
     if not missing:
         return
     if os.geteuid() != 0 or shutil.which("apt-get") is None:

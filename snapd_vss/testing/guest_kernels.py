@@ -37,6 +37,7 @@ KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
 TRIXIE_PACKAGE = "user-mode-linux"
 MISSING_GLIBC_VERSION = "GLIBC_2.38"
 KERNELS = ("debian12", "6.12")
+SBIN_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 _SHT_GNU_VERNEED = 0x6FFFFFFE
 _VER_FLG_WEAK = 0x2
@@ -57,8 +58,9 @@ class GuestKernel:
 Compiler = Callable[[Path, list[str]], Path]
 
 
-def _which(prog: str) -> str | None:
-    return shutil.which(prog, path=os.environ.get("PATH", "") + ":/usr/sbin:/usr/bin:/sbin:/bin")
+def which(prog: str) -> str | None:
+    """``prog`` on PATH or in the system's sbin/bin directories (root's tools)."""
+    return shutil.which(prog, path=os.environ.get("PATH", "") + ":" + SBIN_PATH)
 
 
 def newest_modules(root: Path) -> Path:
@@ -71,7 +73,7 @@ def newest_modules(root: Path) -> Path:
 def debian12() -> GuestKernel:
     """Debian 12's User-Mode-Linux (the installed package user-mode-linux)."""
     for name in ("linux.uml", "linux"):
-        path = _which(name)
+        path = which(name)
         if path is not None:
             return GuestKernel("debian12", Path(path), newest_modules(UML_MODULES))
     raise KernelError("no User-Mode-Linux kernel (Debian package user-mode-linux)")
