@@ -111,7 +111,7 @@ def ensure_tools() -> None:
 
 def guest_kernel(name: str) -> GuestKernel:
     try:
-        return guest_kernels.select(name, cache_dir(), _compile_shared, GLIBC_SHIM_SOURCE)
+        return guest_kernels.select(name, cache_dir(), _compile_preload, GLIBC_SHIM_SOURCE)
     except KernelError as e:
         raise GuestError(str(e)) from e
 
@@ -123,13 +123,14 @@ def cache_dir() -> Path:
     return path
 
 
-def _compile(source: Path, shared: bool, extra: list[str] | None = None) -> Path:
-    """Compile ``source`` once per content hash (and flags); return the cached binary."""
-    flags = (["-shared", "-fPIC"] if shared else []) + (extra or [])
+def _compile(source: Path, shared: bool, version_script: Path | None = None) -> Path:
+    """Compile ``source`` (linked with ``version_script`` if given) once per content hash;
+    return the cached binary."""
+    flags = ["-shared", "-fPIC"] if shared else []
     digest = hashlib.sha256(source.read_bytes() + repr(flags).encode())
-    for flag in flags:  # a linker version script is part of what is built
-        if flag.startswith("-Wl,--version-script="):
-            digest.update(Path(flag.split("=", 1)[1]).read_bytes())
+    if version_script is not None:
+        flags.append(f"-Wl,--version-script={version_script}")
+        digest.update(version_script.read_bytes())
     suffix = ".so" if shared else ""
     out = cache_dir() / f"{source.stem}-{digest.hexdigest()[:16]}{suffix}"
     if out.exists():
@@ -143,8 +144,8 @@ def _compile(source: Path, shared: bool, extra: list[str] | None = None) -> Path
     return out
 
 
-def _compile_shared(source: Path, extra: list[str]) -> Path:
-    return _compile(source, shared=True, extra=extra)
+def _compile_preload(source: Path, version_script: Path) -> Path:
+    return _compile(source, shared=True, version_script=version_script)
 
 
 def xstate_shim() -> Path:

@@ -55,7 +55,7 @@ class GuestKernel:
     preload: tuple[Path, ...] = ()  # shared objects for LD_PRELOAD besides the xstate shim
 
 
-Compiler = Callable[[Path, list[str]], Path]
+Compiler = Callable[[Path, Path], Path]  # (C source, linker version script) -> .so
 
 
 def which(prog: str) -> str | None:
@@ -186,8 +186,7 @@ def trixie(cache: Path, compile_shim: Compiler, shim_source: Path) -> GuestKerne
         binary.chmod(0o755)
         ready.write_text(deb.name + "\n")
     modules = newest_modules(root / "unpacked" / "usr" / "lib" / "uml" / "modules")
-    map_file = shim_source.with_suffix(".map")
-    shim = compile_shim(shim_source, [f"-Wl,--version-script={map_file}"])
+    shim = compile_shim(shim_source, shim_source.with_suffix(".map"))
     return GuestKernel("6.12", root / "linux.uml", modules, (shim,))
 
 
