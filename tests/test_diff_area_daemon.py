@@ -568,3 +568,41 @@ def test_failpoint_spec() -> None:
     assert failpoints.parse("frozen=3, other=0.5") == {"frozen": 3.0, "other": 0.5}
     assert failpoints.parse("frozen, =2, x=-1, y=soon, z=1") == {"z": 1.0}  # bad ones: logged
     assert failpoints.parse("") == {}
+
+
+def spare_guards(parent: int) -> list[int]:
+    """Pids of the idle freeze guards (--on-request) the process ``parent`` started."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        if int(fields[1]) == parent and fields[0] != "Z" and b"--on-request" in cmdline:
+            found.append(int(entry))
+    return found
+
+
+async def one_spare_guard(daemon_pid: int, within_s: float = 30.0) -> int:
+    for _ in range(int(within_s / 0.05)):
+        pids = spare_guards(daemon_pid)
+        if len(pids) == 1:
+            return pids[0]
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"not one spare freeze guard: {spare_guards(daemon_pid)}")
+
+
+async def test_a_spare_guard_waits_before_and_after_a_set(rig: Rig, client: VssClient) -> None:
+    """The freeze is held by the guard started ahead of time; the next one starts after."""
+    first = await one_spare_guard(rig.daemon.pid)  # started with the daemon
+    await rig.mount_ext4(await attach(client, rig.image(), rig.diff_dir))
+    await persistent_snapshot(client, str(rig.live))
+    second = await one_spare_guard(rig.daemon.pid)
+    assert second != first
+    assert not os.path.exists(f"/proc/{first}"), "the spare did not do the freeze"
+    assert read_markers(str(rig.daemon.runtime_dir)) == []
+    await write_completes(rig.live / "after.txt", b"thawed\n")
